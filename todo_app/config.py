@@ -1,0 +1,54 @@
+"""Tortoise configuration for todo_app: the app fragment a host adds, or a whole config.
+
+``TORTOISE_ORM`` is computed on access (PEP 562), so Aerich's ``tortoise_orm`` entry in
+``pyproject.toml`` reads the environment when the command runs, not when it is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from todo_app.settings import DatabaseURL, Settings, get_settings
+
+__all__ = ["APP_LABEL", "MODELS_MODULE", "app_config", "tortoise_config"]
+
+APP_LABEL: Final = "todo_app"
+MODELS_MODULE: Final = "todo_app.models"
+#: Aerich keeps its bookkeeping table through this model; it must be in some app.
+AERICH_MODELS_MODULE: Final = "aerich.models"
+
+
+def app_config(connection_name: str = "default", *, with_aerich: bool = False) -> dict[str, Any]:
+    """The ``apps["todo_app"]`` entry of a Tortoise config, bound to ``connection_name``.
+
+    A host that already lists ``aerich.models`` in one of its own apps leaves
+    ``with_aerich`` off; Tortoise must see that model exactly once.
+    """
+    models = [MODELS_MODULE, AERICH_MODELS_MODULE] if with_aerich else [MODELS_MODULE]
+    return {"models": models, "default_connection": connection_name}
+
+
+def tortoise_config(
+    db_url: DatabaseURL | str | None = None,
+    *,
+    connection_name: str = "default",
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """A whole Tortoise config for todo_app alone, built from settings.
+
+    ``db_url`` overrides ``DATABASE_URL``. The connection carries the package's
+    defaults (pool size, SSL mode, statement cache); timestamps are UTC-aware.
+    """
+    settings = settings or get_settings()
+    return {
+        "connections": {connection_name: settings.connection(db_url)},
+        "apps": {APP_LABEL: app_config(connection_name, with_aerich=True)},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TORTOISE_ORM":
+        return tortoise_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
