@@ -1,0 +1,39 @@
+"""todo_app: a pluggable, owner-scoped async Task store for Tortoise ORM.
+
+Register it in a host's Tortoise config with :func:`app_config` (or build a whole
+config with :func:`tortoise_config`), apply its migrations with :func:`upgrade`
+(or ``aerich upgrade``), then work with tasks.
+"""
+
+from todo_app.config import APP_LABEL, app_config, tortoise_config
+from todo_app.migrate import (
+    MigrationError,
+    applied_migrations,
+    check_drift,
+    downgrade,
+    migration_history,
+    pending_migrations,
+    upgrade,
+)
+from todo_app.models import Task, TaskStatus
+from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
+
+__all__ = [
+    "APP_LABEL",
+    "DatabaseURL",
+    "DatabaseURLError",
+    "MigrationError",
+    "SSLMode",
+    "Settings",
+    "Task",
+    "TaskStatus",
+    "app_config",
+    "applied_migrations",
+    "check_drift",
+    "downgrade",
+    "get_settings",
+    "migration_history",
+    "pending_migrations",
+    "tortoise_config",
+    "upgrade",
+]

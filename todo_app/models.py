@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -55,7 +55,7 @@ def _validator(clean: Callable[[object], object]) -> Callable[[object], None]:
     return validate
 
 
-class UTCDatetimeField(fields.DatetimeField):
+class UTCDatetimeField(fields.DatetimeField[dt.datetime]):
     """A datetime that is always UTC-aware, whatever the host's ``use_tz``/timezone.
 
     SQLite keeps datetimes as ISO text including the offset, so two instants written
@@ -66,12 +66,11 @@ class UTCDatetimeField(fields.DatetimeField):
     def to_python_value(self, value: Any) -> dt.datetime | None:
         if value is None:
             return None
-        if not isinstance(value, dt.datetime):
-            value = dt.datetime.fromisoformat(str(value))
-        if value.tzinfo is None:
+        moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+        if moment.tzinfo is None:
             # Only the database hands back naive values here, and we wrote them as UTC.
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
+            return moment.replace(tzinfo=dt.UTC)
+        return moment.astimezone(dt.UTC)
 
     def to_db_value(self, value: Any, instance: type[Model] | Model) -> Any:
         if isinstance(value, dt.datetime):
@@ -157,13 +156,16 @@ class Task(Model):
         validators=[_validator(rules.clean_description)],
         description="Optional; an empty string is stored as NULL",
     )
-    status: TaskStatus = StatusField(
-        TaskStatus,
-        max_length=rules.STATUS_MAX_LENGTH,
-        default=TaskStatus.PENDING,
-        # Fixed, so that adding a member does not change the column comment (and
-        # with it Aerich's recorded state).
-        description="Task status (a TaskStatus value)",
+    status = cast(
+        "fields.Field[TaskStatus]",
+        StatusField(
+            TaskStatus,
+            max_length=rules.STATUS_MAX_LENGTH,
+            default=TaskStatus.PENDING,
+            # Fixed, so that adding a member does not change the column comment (and
+            # with it Aerich's recorded state).
+            description="Task status (a TaskStatus value)",
+        ),
     )
     created_at = UTCDatetimeField(description="UTC; set once on insert")
     updated_at = UTCDatetimeField(description="UTC; moves on every write")

@@ -24,8 +24,8 @@ __all__ = [
     "DEFAULT_TEST_DATABASE_URL",
     "DatabaseURL",
     "DatabaseURLError",
-    "Settings",
     "SSLMode",
+    "Settings",
     "get_settings",
 ]
 
@@ -357,12 +357,12 @@ def _parse_options(options: str, where: str) -> dict[str, str]:
     tokens = options.split()
     index = 0
     while index < len(tokens):
-        token = tokens[index]
-        if token == "-c" and index + 1 < len(tokens):
+        option = tokens[index]
+        if option == "-c" and index + 1 < len(tokens):
             assignment = tokens[index + 1]
             index += 2
-        elif token.startswith("-c") and len(token) > 2:
-            assignment = token[2:]
+        elif option.startswith("-c") and len(option) > 2:
+            assignment = option[2:]
             index += 1
         else:
             raise DatabaseURLError(f"options supports only '-c name=value' in {where}")

@@ -14,9 +14,35 @@ RUN_IN_TRANSACTION = True
 # spaces only, so the CHECKs trim this set explicitly: "blank" means the same in
 # Python and in the database.
 _WHITESPACE = (
-    9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 133, 160, 5760,
-    8192, 8193, 8194, 8195, 8196, 8197, 8198, 8199, 8200, 8201, 8202,
-    8232, 8233, 8239, 8287, 12288,
+    9,
+    10,
+    11,
+    12,
+    13,
+    28,
+    29,
+    30,
+    31,
+    32,
+    133,
+    160,
+    5760,
+    8192,
+    8193,
+    8194,
+    8195,
+    8196,
+    8197,
+    8198,
+    8199,
+    8200,
+    8201,
+    8202,
+    8232,
+    8233,
+    8239,
+    8287,
+    12288,
 )
 _WS_SQLITE = "char(" + ", ".join(map(str, _WHITESPACE)) + ")"
 _WS_POSTGRES = "E'" + "".join(f"\\u{code:04x}" for code in _WHITESPACE) + "'"

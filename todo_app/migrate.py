@@ -1,0 +1,298 @@
+"""Apply, revert and check todo_app's Aerich migrations from Python.
+
+The migration files are Aerich's (``aerich upgrade`` runs them too, and both record
+progress in the same ``aerich`` table), but this runner differs where a library
+embedded in a host must:
+
+* it never closes a connection (``aerich.Command`` closes *all* of Tortoise's);
+* it runs on the connection ``Task`` is bound to, whatever the host named it;
+* each migration and its bookkeeping row commit together or not at all, on SQLite
+  too (Aerich's ``execute_script`` commits SQLite's open transaction first);
+* on PostgreSQL, concurrent runners serialise on an advisory lock: one applies,
+  the others then find nothing to do;
+* an empty ``downgrade`` is an error, not a silent success.
+
+:func:`check_drift` is the ``makemigrations --check`` Aerich lacks: it compares the
+models with the state recorded in the newest migration.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+
+from aerich.coder import encoder
+from aerich.utils import decompress_dict, get_models_describe
+from tortoise import Tortoise
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.context import TortoiseContext
+from tortoise.transactions import in_transaction
+
+from todo_app.config import APP_LABEL, tortoise_config
+from todo_app.models import Task
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Migration",
+    "MigrationError",
+    "applied_migrations",
+    "check_drift",
+    "downgrade",
+    "migration_history",
+    "pending_migrations",
+    "upgrade",
+]
+
+_PACKAGED_DIR: Final = Path(__file__).parent / "_migrations" / APP_LABEL
+_SOURCE_DIR: Final = Path(__file__).parent.parent / "migrations" / APP_LABEL
+#: The migrations shipped with this package (inside a wheel) or, in a source
+#: checkout, the repository's ``migrations/todo_app``.
+MIGRATIONS_DIR: Final = _PACKAGED_DIR if _PACKAGED_DIR.is_dir() else _SOURCE_DIR
+#: pg_advisory_xact_lock key: the bytes of "todo_app" as a signed 64-bit integer.
+_ADVISORY_LOCK_KEY: Final = int.from_bytes(b"todo_app", "big", signed=True)
+_AERICH_MODEL: Final = f"{APP_LABEL}.Aerich"
+
+
+class MigrationError(RuntimeError):
+    """A migration could not be applied, reverted or found."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file: ``<number>_<timestamp>_<name>.py``."""
+
+    number: int
+    filename: str
+    path: Path
+
+    def load(self) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(
+            f"todo_app_migration_{self.number}", self.path
+        )
+        if spec is None or spec.loader is None:  # pragma: no cover - a .py path always loads
+            raise MigrationError(f"cannot load migration {self.filename}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def models_state(self) -> dict[str, Any]:
+        state = getattr(self.load(), "MODELS_STATE", None)
+        if not state:
+            raise MigrationError(f"migration {self.filename} records no MODELS_STATE")
+        return decompress_dict(state)
+
+
+def migration_history(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every migration file, oldest first (Aerich's naming and ordering)."""
+    migrations = []
+    for path in directory.glob("*.py"):
+        number, sep, _ = path.stem.partition("_")
+        if sep and number.isdigit():
+            migrations.append(Migration(int(number), path.name, path))
+    migrations.sort(key=lambda migration: migration.number)
+    numbers = [migration.number for migration in migrations]
+    if len(set(numbers)) != len(numbers):
+        raise MigrationError(f"two migrations share a number in {directory}")
+    return migrations
+
+
+def _connection(connection: BaseDBAsyncClient | None) -> BaseDBAsyncClient:
+    return connection if connection is not None else Task._meta.db
+
+
+def _dialect(db: BaseDBAsyncClient) -> str:
+    return str(db.capabilities.dialect)
+
+
+async def _aerich_table_exists(db: BaseDBAsyncClient) -> bool:
+    if _dialect(db) == "postgres":
+        _, rows = await db.execute_query("SELECT to_regclass('aerich') IS NOT NULL AS present")
+        return bool(rows[0]["present"])
+    _, rows = await db.execute_query(
+        "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'aerich'"
+    )
+    return bool(rows[0]["n"])
+
+
+async def _applied(db: BaseDBAsyncClient) -> list[str]:
+    if not await _aerich_table_exists(db):
+        return []
+    placeholder = "$1" if _dialect(db) == "postgres" else "?"
+    _, rows = await db.execute_query(
+        f'SELECT "version" FROM "aerich" WHERE "app" = {placeholder} ORDER BY "id"',  # noqa: S608
+        [APP_LABEL],
+    )
+    return [str(row["version"]) for row in rows]
+
+
+async def applied_migrations(connection: BaseDBAsyncClient | None = None) -> list[str]:
+    """File names of the migrations recorded as applied, in the order they were."""
+    return await _applied(_connection(connection))
+
+
+async def pending_migrations(connection: BaseDBAsyncClient | None = None) -> list[str]:
+    """File names of the migrations not applied yet (Aerich calls them heads)."""
+    done = set(await applied_migrations(connection))
+    return [m.filename for m in migration_history() if m.filename not in done]
+
+
+def _statements(script: str) -> list[str]:
+    """Split a SQLite script into statements, respecting quotes and triggers."""
+    statements, current = [], ""
+    for piece in script.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \t\r\n;"):
+                statements.append(current.strip())
+            current = ""
+    if current.strip(" \t\r\n;"):
+        raise MigrationError("migration SQL ends with an incomplete statement")
+    return statements
+
+
+async def _run_script(db: BaseDBAsyncClient, script: str) -> None:
+    if _dialect(db) == "postgres":
+        await db.execute_script(script)
+        return
+    # One statement at a time: sqlite3's executescript() would first COMMIT the
+    # transaction this migration runs in, and a failure would leave half of it.
+    for statement in _statements(script):
+        await db.execute_query(statement)
+
+
+async def _run_locked(
+    db: BaseDBAsyncClient,
+    step: Callable[[BaseDBAsyncClient], Awaitable[str | None]],
+) -> str | None:
+    """Run ``step`` in one transaction, holding the migration lock on PostgreSQL."""
+    async with in_transaction(db.connection_name) as tx:
+        if _dialect(tx) == "postgres":
+            # Held until commit or rollback: concurrent runners queue here and then
+            # re-read what is applied, so each migration runs exactly once.
+            await tx.execute_query("SELECT pg_advisory_xact_lock($1)", [_ADVISORY_LOCK_KEY])
+        return await step(tx)
+
+
+async def upgrade(connection: BaseDBAsyncClient | None = None) -> list[str]:
+    """Apply every pending migration, each in its own transaction; idempotent.
+
+    Runs on ``connection`` or on the connection ``Task`` is bound to. Returns the
+    file names applied (empty when the database was already at head).
+    """
+    db = _connection(connection)
+    history = migration_history()
+
+    async def apply_next(tx: BaseDBAsyncClient) -> str | None:
+        done = set(await _applied(tx))
+        migration = next((m for m in history if m.filename not in done), None)
+        if migration is None:
+            return None
+        module = migration.load()
+        await _run_script(tx, await module.upgrade(tx))
+        content = encoder(migration.models_state())
+        if _dialect(tx) == "postgres":
+            sql = 'INSERT INTO "aerich" ("version", "app", "content") VALUES ($1, $2, $3::jsonb)'
+        else:
+            sql = 'INSERT INTO "aerich" ("version", "app", "content") VALUES (?, ?, ?)'
+        await tx.execute_query(sql, [migration.filename, APP_LABEL, content])
+        return migration.filename
+
+    applied: list[str] = []
+    while (filename := await _run_locked(db, apply_next)) is not None:
+        applied.append(filename)
+    return applied
+
+
+async def downgrade(connection: BaseDBAsyncClient | None = None, *, steps: int = 1) -> list[str]:
+    """Revert the newest ``steps`` applied migrations, newest first.
+
+    Each revert and the removal of its bookkeeping row commit together. Raises
+    :class:`MigrationError` when fewer than ``steps`` migrations are applied, or a
+    migration's ``downgrade`` returns no SQL (Aerich would report success).
+    """
+    if steps < 1:
+        raise ValueError("steps must be at least 1")
+    db = _connection(connection)
+    by_name = {m.filename: m for m in migration_history()}
+
+    async def revert_last(tx: BaseDBAsyncClient) -> str | None:
+        done = await _applied(tx)
+        if not done:
+            return None
+        filename = done[-1]
+        migration = by_name.get(filename)
+        if migration is None:
+            raise MigrationError(f"applied migration {filename} has no file in {MIGRATIONS_DIR}")
+        script = await migration.load().downgrade(tx)
+        if not script.strip():
+            raise MigrationError(f"migration {filename} has an empty downgrade")
+        await _run_script(tx, script)
+        placeholder = ("$1", "$2") if _dialect(tx) == "postgres" else ("?", "?")
+        await tx.execute_query(
+            f'DELETE FROM "aerich" WHERE "app" = {placeholder[0]} '  # noqa: S608
+            f'AND "version" = {placeholder[1]}',
+            [APP_LABEL, filename],
+        )
+        return filename
+
+    reverted: list[str] = []
+    for _ in range(steps):
+        filename = await _run_locked(db, revert_last)
+        if filename is None:
+            raise MigrationError(
+                f"asked to revert {steps} migration(s), but only {len(reverted)} were applied"
+            )
+        reverted.append(filename)
+    return reverted
+
+
+def _normalise(state: dict[str, Any]) -> dict[str, Any]:
+    """A models state as Aerich stores it, minus what has no bearing on the schema."""
+
+    def strip_docstrings(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip_docstrings(v) for k, v in value.items() if k != "docstring"}
+        if isinstance(value, list):
+            return [strip_docstrings(item) for item in value]
+        return value
+
+    plain = json.loads(encoder(state))
+    plain.pop(_AERICH_MODEL, None)
+    result: dict[str, Any] = strip_docstrings(plain)
+    return result
+
+
+async def check_drift() -> list[str]:
+    """Differences between the models and the newest migration's recorded state.
+
+    Empty when they match. Needs no database: when Tortoise is not initialised, it
+    initialises a context of its own on in-memory SQLite (which connects to nothing).
+    """
+    history = migration_history()
+    if not history:
+        return ["no migrations exist"]
+    recorded = _normalise(history[-1].models_state())
+    apps = Tortoise.apps
+    if apps is not None and APP_LABEL in apps:
+        current = _normalise(get_models_describe(APP_LABEL))
+    else:
+        async with TortoiseContext() as ctx:
+            await ctx.init(config=tortoise_config("sqlite://:memory:"))
+            current = _normalise(get_models_describe(APP_LABEL))
+    return _describe_differences(recorded, current)
+
+
+def _describe_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    from dictdiffer import diff  # Aerich's own dependency
+
+    differences = []
+    for kind, path, change in diff(recorded, current):
+        where = path if isinstance(path, str) else ".".join(map(str, path))
+        differences.append(f"{kind} {where}: {change}")
+    return differences
