@@ -68,8 +68,12 @@ class UTCDatetimeField(fields.DatetimeField[dt.datetime]):
             return None
         moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
         if moment.tzinfo is None:
-            # Only the database hands back naive values here, and we wrote them as UTC.
-            return moment.replace(tzinfo=dt.UTC)
+            # What this model writes always carries its offset, so a naive value is
+            # caller input whose meaning is a guess: refuse it.
+            raise ValidationError(
+                f"{self.model_field_name}: naive datetime {moment.isoformat()} is ambiguous; "
+                "pass a timezone-aware datetime"
+            )
         return moment.astimezone(dt.UTC)
 
     def to_db_value(self, value: Any, instance: type[Model] | Model) -> Any:
@@ -170,11 +174,10 @@ class Task(Model):
     created_at = UTCDatetimeField(description="UTC; set once on insert")
     updated_at = UTCDatetimeField(description="UTC; moves on every write")
 
-    objects = TaskManager()
-
     class Meta:
         table = "todo_app_task"
         table_description = "todo_app tasks"
+        manager = TaskManager()
         # user_id leads both indexes, so a lone user_id index would be dead weight.
         indexes = (
             Index(fields=("user_id", "status"), name="todo_app_task_user_status_idx"),
@@ -182,7 +185,12 @@ class Task(Model):
         )
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except ValueError as exc:
+            # Tortoise reports a None for a NOT NULL field, or a malformed UUID, as a
+            # bare ValueError while building the instance: make it a ValidationError.
+            raise ValidationError(str(exc)) from None
         now = utc_now()
         if self.created_at is None:
             self.created_at = now

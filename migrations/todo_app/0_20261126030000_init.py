@@ -47,6 +47,9 @@ _WHITESPACE = (
 _WS_SQLITE = "char(" + ", ".join(map(str, _WHITESPACE)) + ")"
 _WS_POSTGRES = "E'" + "".join(f"\\u{code:04x}" for code in _WHITESPACE) + "'"
 
+# SQLite ignores VARCHAR lengths (hence the length CHECKs) and would store NUL, which
+# PostgreSQL text cannot hold and which makes SQLite's length() stop counting early
+# (hence the *_no_nul CHECKs, on SQLite only: PostgreSQL refuses NUL by itself).
 _SQLITE_UPGRADE = f"""
 CREATE TABLE IF NOT EXISTS "aerich" (
     "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
@@ -74,7 +77,11 @@ CREATE TABLE "todo_app_task" (
     CONSTRAINT "todo_app_task_description_max_length"
         CHECK ("description" IS NULL OR length("description") <= 1000),
     CONSTRAINT "todo_app_task_status_not_empty" CHECK (length("status") > 0),
-    CONSTRAINT "todo_app_task_status_max_length" CHECK (length("status") <= 32)
+    CONSTRAINT "todo_app_task_status_max_length" CHECK (length("status") <= 32),
+    CONSTRAINT "todo_app_task_user_id_no_nul" CHECK (instr(CAST("user_id" AS BLOB), x'00') = 0),
+    CONSTRAINT "todo_app_task_title_no_nul" CHECK (instr(CAST("title" AS BLOB), x'00') = 0),
+    CONSTRAINT "todo_app_task_description_no_nul"
+        CHECK ("description" IS NULL OR instr(CAST("description" AS BLOB), x'00') = 0)
 ) /* todo_app tasks */;
 CREATE INDEX "todo_app_task_user_status_idx" ON "todo_app_task" ("user_id", "status");
 CREATE INDEX "todo_app_task_user_created_idx" ON "todo_app_task" ("user_id", "created_at", "id");

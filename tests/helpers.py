@@ -1,0 +1,49 @@
+"""Helpers shared by the tests: raw SQL that bypasses the model entirely."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from todo_app.testing import TodoDatabase
+
+
+def placeholders(db: TodoDatabase, count: int) -> list[str]:
+    return [f"${n}" for n in range(1, count + 1)] if db.dialect == "postgres" else ["?"] * count
+
+
+def _db_value(db: TodoDatabase, value: Any) -> Any:
+    if db.dialect == "sqlite":
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+    return value
+
+
+async def raw_insert(db: TodoDatabase, **overrides: Any) -> uuid.UUID:
+    """INSERT a row with plain SQL (no model, no validation): what the CHECKs see."""
+    now = dt.datetime.now(dt.UTC)
+    row: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "user_id": "owner",
+        "title": "title",
+        "description": None,
+        "status": "pending",
+        "created_at": now,
+        "updated_at": now,
+    }
+    row.update(overrides)
+    columns = ", ".join(f'"{name}"' for name in row)
+    marks = ", ".join(placeholders(db, len(row)))
+    await db.connection.execute_query(
+        f'INSERT INTO "todo_app_task" ({columns}) VALUES ({marks})',
+        [_db_value(db, value) for value in row.values()],
+    )
+    return uuid.UUID(str(row["id"]))
+
+
+async def row_count(db: TodoDatabase) -> int:
+    _, rows = await db.connection.execute_query('SELECT count(*) AS n FROM "todo_app_task"')
+    return int(rows[0]["n"])
