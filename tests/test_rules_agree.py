@@ -138,6 +138,4 @@ async def test_blank_means_the_same_in_python_and_sql(todo_db: TodoDatabase, cha
 
 
 async def test_whitespace_set_is_exactly_what_str_strip_removes() -> None:
-    assert {c for c in rules.WHITESPACE} == {
-        chr(code) for code in range(0x110000) if chr(code).isspace()
-    }
+    assert set(rules.WHITESPACE) == {chr(code) for code in range(0x110000) if chr(code).isspace()}

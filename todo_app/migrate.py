@@ -53,7 +53,7 @@ _PACKAGED_DIR: Final = Path(__file__).parent / "_migrations" / APP_LABEL
 _SOURCE_DIR: Final = Path(__file__).parent.parent / "migrations" / APP_LABEL
 #: The migrations shipped with this package (inside a wheel) or, in a source
 #: checkout, the repository's ``migrations/todo_app``.
-MIGRATIONS_DIR: Final = _PACKAGED_DIR if _PACKAGED_DIR.is_dir() else _SOURCE_DIR
+MIGRATIONS_DIR = _PACKAGED_DIR if _PACKAGED_DIR.is_dir() else _SOURCE_DIR
 #: pg_advisory_xact_lock key: the bytes of "todo_app" as a signed 64-bit integer.
 _ADVISORY_LOCK_KEY: Final = int.from_bytes(b"todo_app", "big", signed=True)
 _AERICH_MODEL: Final = f"{APP_LABEL}.Aerich"
@@ -88,8 +88,9 @@ class Migration:
         return decompress_dict(state)
 
 
-def migration_history(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def migration_history(directory: Path | None = None) -> list[Migration]:
     """Every migration file, oldest first (Aerich's naming and ordering)."""
+    directory = MIGRATIONS_DIR if directory is None else directory
     migrations = []
     for path in directory.glob("*.py"):
         number, sep, _ = path.stem.partition("_")
@@ -228,7 +229,7 @@ async def downgrade(connection: BaseDBAsyncClient | None = None, *, steps: int =
         filename = done[-1]
         migration = by_name.get(filename)
         if migration is None:
-            raise MigrationError(f"applied migration {filename} has no file in {MIGRATIONS_DIR}")
+            raise MigrationError(f"applied migration {filename} has no migration file")
         script = await migration.load().downgrade(tx)
         if not script.strip():
             raise MigrationError(f"migration {filename} has an empty downgrade")

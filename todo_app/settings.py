@@ -293,13 +293,14 @@ def _mask(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "***"
-    # A raw password may contain "/", "#" or "@": the last "@" before the query
-    # ends the user info, whatever precedes it.
-    before_query, qmark, query = rest.partition("?")
-    userinfo, at, location = before_query.rpartition("@")
+    # A raw (unencoded) password may contain "/", "?", "#" or "@": everything up to
+    # the last "@" is user info. This over-masks when a query value holds an "@",
+    # which is the safe way to be wrong.
+    userinfo, at, location = rest.rpartition("@")
     if at:
         user, colon, _ = userinfo.partition(":")
-        before_query = f"{user}:***@{location}" if colon else f"{user}@{location}"
+        rest = f"{user}:***@{location}" if colon else f"{user}@{location}"
+    before_query, qmark, query = rest.partition("?")
     # libpq also accepts the password as a query parameter.
     query = "&".join(
         "password=***" if part.lower().startswith("password=") else part
@@ -382,7 +383,12 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        # Pydantic echoes the input in its errors; here the input may be a DSN.
+        hide_input_in_errors=True,
     )
 
     database_url: DatabaseURL = Field(

@@ -1,0 +1,269 @@
+"""Settings and database URLs: secrecy, libpq translation, environment."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from tortoise import Tortoise
+from tortoise.context import TortoiseContext
+
+from todo_app import DatabaseURL, DatabaseURLError, Settings, SSLMode, tortoise_config
+from todo_app.config import app_config
+
+NEON = (
+    "postgresql://neondb_owner:npg_S3cr3tPw@ep-cool-darkness-123456.us-east-2.aws.neon.tech"
+    "/neondb?sslmode=require&channel_binding=require"
+)
+NEON_POOLED = NEON.replace("ep-cool-darkness-123456", "ep-cool-darkness-123456-pooler")
+
+
+def credentials(url: str, **kwargs: object) -> dict[str, object]:
+    entry = DatabaseURL(url).connection(**kwargs)  # type: ignore[arg-type]
+    return dict(entry["credentials"])
+
+
+def test_password_is_masked_everywhere() -> None:
+    url = DatabaseURL(NEON)
+    for shown in (repr(url), str(url), f"{url}", url.masked, repr(Settings(database_url=NEON))):
+        assert "npg_S3cr3tPw" not in shown
+        assert "neondb_owner:***@" in shown
+    assert url.reveal() == NEON
+    assert url.password == "npg_S3cr3tPw"
+
+
+def test_password_in_query_is_masked() -> None:
+    url = DatabaseURL("postgresql://u@h/db?password=hunter2&sslmode=disable")
+    assert "hunter2" not in repr(url)
+    assert url.password == "hunter2"
+    assert credentials(url.reveal())["password"] is not None
+
+
+@given(
+    password=st.text(
+        alphabet=st.characters(codec="ascii", exclude_characters="@\x00"), min_size=4
+    ).filter(lambda p: p.strip() == p and "postgres" not in p)
+)
+def test_masking_never_shows_any_password(password: str) -> None:
+    raw = f"postgresql://user:{password}@db.example.com:5432/app?sslmode=require"
+    try:
+        url = DatabaseURL(raw)
+    except DatabaseURLError as exc:
+        assert password not in str(exc)
+        return
+    assert password not in repr(url)
+    assert password not in str(url)
+
+
+def test_errors_never_contain_the_password() -> None:
+    for bad in (
+        "postgresql://u:topsecret@h:notaport/db",
+        "postgresql://u:topsecret@h/db?sslmode=sometimes",
+        "postgresql://u:topsecret@h/db?unknown=1",
+        "postgresql://u:topsecret@h/db?connect_timeout=soon",
+        "postgresql://u:topsecret@h/db?channel_binding=maybe",
+        "postgresql://u:topsecret@h/db?options=-x",
+        "mysql://u:topsecret@h/db",
+    ):
+        with pytest.raises(DatabaseURLError) as raised:
+            credentials(bad)
+        assert "topsecret" not in str(raised.value)
+        assert "***" in str(raised.value)
+
+
+def test_settings_errors_never_contain_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://u:topsecret@h/db")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert "topsecret" not in str(raised.value)
+
+
+def test_neon_url_works_as_pasted() -> None:
+    creds = credentials(NEON)
+    assert creds["host"] == "ep-cool-darkness-123456.us-east-2.aws.neon.tech"
+    assert creds["port"] == 5432
+    assert creds["user"] == "neondb_owner"
+    assert creds["database"] == "neondb"
+    assert creds["ssl"] == "require"
+    assert creds["statement_cache_size"] == 100
+    password = creds["password"]
+    assert callable(password)
+    assert password() == "npg_S3cr3tPw"
+    assert "npg" not in repr(password)
+    assert "sslmode" not in creds
+    assert "channel_binding" not in creds
+
+
+def test_neon_pooled_url_turns_the_statement_cache_off() -> None:
+    assert credentials(NEON_POOLED)["statement_cache_size"] == 0
+    assert credentials(NEON + "&pgbouncer=true")["statement_cache_size"] == 0
+    assert credentials(NEON_POOLED, statement_cache_size=50)["statement_cache_size"] == 50
+
+
+@pytest.mark.parametrize(
+    "mode", ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+)
+def test_sslmode_means_what_libpq_means(mode: str) -> None:
+    creds = credentials(f"postgresql://u@h/db?sslmode={mode}")
+    # asyncpg implements libpq's sslmode semantics for these names (including
+    # ~/.postgresql/root.crt and PGSSLROOTCERT); "disable" is no TLS at all.
+    assert creds["ssl"] == (False if mode == "disable" else mode)
+
+
+def test_no_sslmode_leaves_asyncpgs_libpq_default() -> None:
+    assert "ssl" not in credentials("postgresql://u@h/db")
+
+
+def test_settings_ssl_mode_overrides_the_url() -> None:
+    creds = credentials("postgresql://u@h/db?sslmode=disable", ssl_mode=SSLMode.REQUIRE)
+    assert creds["ssl"] == "require"
+
+
+def _make_cert(tmp_path: Path) -> Path:
+    import subprocess
+
+    key, cert = tmp_path / "ca.key", tmp_path / "ca.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=todo-test-ca", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert
+
+
+def test_sslrootcert_builds_a_verifying_context(tmp_path: Path) -> None:
+    cert = _make_cert(tmp_path)
+    full = credentials(f"postgresql://u@h/db?sslmode=verify-full&sslrootcert={cert}")["ssl"]
+    assert isinstance(full, ssl.SSLContext)
+    assert full.verify_mode == ssl.CERT_REQUIRED
+    assert full.check_hostname
+    ca = credentials(f"postgresql://u@h/db?sslmode=verify-ca&sslrootcert={cert}")["ssl"]
+    assert isinstance(ca, ssl.SSLContext)
+    assert ca.verify_mode == ssl.CERT_REQUIRED
+    assert not ca.check_hostname
+    # libpq: "require" with a root certificate verifies the chain like verify-ca.
+    req = credentials(f"postgresql://u@h/db?sslmode=require&sslrootcert={cert}")["ssl"]
+    assert isinstance(req, ssl.SSLContext)
+    assert req.verify_mode == ssl.CERT_REQUIRED
+    system = credentials("postgresql://u@h/db?sslmode=verify-full&sslrootcert=system")["ssl"]
+    assert isinstance(system, ssl.SSLContext)
+    assert system.check_hostname
+
+
+def test_other_libpq_parameters_are_translated() -> None:
+    creds = credentials(
+        "postgres://u:p%40ss@h:6543/db%20name?connect_timeout=7&application_name=web"
+        "&target_session_attrs=read-write&options=-c%20statement_timeout%3D5000%20-cwork_mem%3D4MB"
+    )
+    assert creds["port"] == 6543
+    assert creds["database"] == "db name"
+    password = creds["password"]
+    assert callable(password)
+    assert password() == "p@ss"
+    assert creds["timeout"] == 7.0
+    assert creds["application_name"] == "web"
+    assert creds["target_session_attrs"] == "read-write"
+    assert creds["server_settings"] == {"statement_timeout": "5000", "work_mem": "4MB"}
+
+
+def test_sqlite_urls() -> None:
+    assert credentials("sqlite://:memory:")["file_path"] == ":memory:"
+    assert credentials("sqlite://todo.sqlite3")["file_path"] == "todo.sqlite3"
+    assert credentials("sqlite:///var/lib/todo.sqlite3")["file_path"] == "/var/lib/todo.sqlite3"
+    assert credentials("sqlite://x.db?journal_mode=DELETE")["journal_mode"] == "DELETE"
+    with pytest.raises(DatabaseURLError, match="unsupported SQLite URL parameter"):
+        credentials("sqlite://x.db?foo=1")
+    with pytest.raises(DatabaseURLError, match="names no file"):
+        credentials("sqlite://")
+    with pytest.raises(DatabaseURLError, match="PostgreSQL URLs only"):
+        DatabaseURL("sqlite://x.db").with_database("other")
+
+
+def test_malformed_urls() -> None:
+    with pytest.raises(DatabaseURLError):
+        DatabaseURL("not a url")
+    with pytest.raises(DatabaseURLError, match="unsupported database scheme"):
+        DatabaseURL("mysql://h/db").dialect
+
+
+def test_with_database_keeps_credentials() -> None:
+    other = DatabaseURL("postgresql://u:pw@h:5433/db?sslmode=disable").with_database("x_1")
+    assert other.reveal() == "postgresql://u:pw@h:5433/x_1?sslmode=disable"
+    assert other == DatabaseURL(other.reveal())
+    assert hash(other) == hash(DatabaseURL(other.reveal()))
+
+
+def test_settings_from_environment_and_dotenv(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "DATABASE_URL=postgresql://u:fromdotenv@h/db\nTODO_APP_POOL_MAX_SIZE=7\n"
+    )
+    settings = Settings()
+    assert settings.database_url.password == "fromdotenv"
+    assert settings.pool_max_size == 7
+    monkeypatch.setenv("TODO_APP_POOL_MAX_SIZE", "12")
+    monkeypatch.setenv("TODO_APP_POOL_MIN_SIZE", "2")
+    monkeypatch.setenv("TODO_APP_SSL_MODE", "verify-full")
+    monkeypatch.setenv("TODO_APP_STATEMENT_CACHE_SIZE", "0")
+    settings = Settings()
+    creds = settings.connection()["credentials"]
+    assert (creds["minsize"], creds["maxsize"]) == (2, 12)
+    assert creds["ssl"] == "verify-full"
+    assert creds["statement_cache_size"] == 0
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "TODO_APP_DATABASE_URL", "TODO_APP_SSL_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.database_url.dialect == "sqlite"
+    assert settings.ssl_mode is None
+    monkeypatch.setenv("TODO_APP_SSL_MODE", "")
+    monkeypatch.setenv("TODO_APP_STATEMENT_CACHE_SIZE", "")
+    assert Settings().ssl_mode is None
+    assert Settings().statement_cache_size is None
+
+
+def test_pool_bounds_are_checked() -> None:
+    with pytest.raises(ValidationError, match="must not exceed"):
+        Settings(pool_min_size=5, pool_max_size=2)
+
+
+def test_app_config_binds_to_the_named_connection() -> None:
+    assert app_config("tasks_db") == {
+        "models": ["todo_app.models"],
+        "default_connection": "tasks_db",
+    }
+    config = tortoise_config("sqlite://:memory:", connection_name="tasks_db")
+    assert set(config["connections"]) == {"tasks_db"}
+    assert config["apps"]["todo_app"]["default_connection"] == "tasks_db"
+    assert "aerich.models" in config["apps"]["todo_app"]["models"]
+
+
+def test_aerich_entry_reads_settings_when_accessed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import todo_app.config
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:pw@somewhere/db")
+    config = todo_app.config.TORTOISE_ORM
+    assert config["connections"]["default"]["credentials"]["host"] == "somewhere"
+    with pytest.raises(AttributeError):
+        todo_app.config.NOPE
+
+
+async def test_tortoise_debug_log_does_not_show_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = tortoise_config("postgresql://u:averylongsecretpassword@127.0.0.1:1/db")
+    async with TortoiseContext():
+        await Tortoise.init(config=config)
+    assert "averylongsecretpassword" not in caplog.text
+    assert "avery" not in caplog.text  # Tortoise would print a third of a str password
