@@ -18,7 +18,7 @@ def _db_value(db: TodoDatabase, value: Any) -> Any:
         if isinstance(value, uuid.UUID):
             return str(value)
         if isinstance(value, dt.datetime):
-            return value.isoformat()
+            return value.isoformat(" ")  # as Tortoise writes it
     return value
 
 

@@ -47,6 +47,8 @@ CHECKS = {
     "todo_app_task_description_max_length",
     "todo_app_task_status_not_empty",
     "todo_app_task_status_max_length",
+    "todo_app_task_version_positive",
+    "todo_app_task_completed_at_matches_status",
 }
 SQLITE_ONLY_CHECKS = {
     "todo_app_task_user_id_no_nul",
@@ -137,6 +139,8 @@ async def test_postgres_column_types(todo_postgres: TodoDatabase) -> None:
         "status": ("character varying", 32, "NO"),
         "created_at": ("timestamp with time zone", None, "NO"),
         "updated_at": ("timestamp with time zone", None, "NO"),
+        "version": ("integer", None, "NO"),
+        "completed_at": ("timestamp with time zone", None, "YES"),
     }
 
 
@@ -237,7 +241,9 @@ async def test_concurrent_upgrades_apply_each_migration_once(fresh_database_url:
     async with TortoiseContext() as ctx:
         await ctx.init(config=config)
         results = await asyncio.gather(*(upgrade(ctx.connections.get(n)) for n in names))
-        assert sorted(len(result) for result in results) == [0, 0, len(migration_history())]
+        applied_by_someone = [filename for result in results for filename in result]
+        # Every migration applied exactly once, whichever runner got to it.
+        assert sorted(applied_by_someone) == sorted(m.filename for m in migration_history())
         assert await applied_migrations(ctx.connections.get("a")) == [
             m.filename for m in migration_history()
         ]
@@ -308,6 +314,63 @@ async def test_aerich_cli_from_the_repo_root(fresh_database_url: FreshURL, diale
         assert await Task.filter(id=task_id).count() == 1
     assert "Success downgrading" in _aerich("downgrade", "--yes", url=url)
     async with connected(url) as db:
-        assert not await table_exists(db)
+        assert await applied_migrations(db) == names[:-1]
         assert await upgrade(db) == names[-1:]
-        assert await row_count(TodoDatabase(dialect, url, db, None)) == 0  # type: ignore[arg-type]
+        # Reverting and re-applying the newest migration kept the row.
+        assert await row_count(TodoDatabase(dialect, url, db, None)) == 1  # type: ignore[arg-type]
+
+
+SEED_ROWS = [
+    ("11111111-1111-4111-8111-111111111111", "alice", "pending one", None, "pending"),
+    ("22222222-2222-4222-8222-222222222222", "alice", "done one", "with text", "completed"),
+    ("33333333-3333-4333-8333-333333333333", "bob", "bob's", None, "pending"),
+]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_version_migration_keeps_existing_rows(
+    fresh_database_url: FreshURL, dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 1 applied to a database that already holds rows, then reverted and
+    re-applied: every row survives, completed rows get a completion time."""
+    only_first = tmp_path / "only_first"
+    only_first.mkdir()
+    first, second = migration_history()[:2]
+    shutil.copy(first.path, only_first / first.filename)
+    url = await fresh_database_url(dialect)
+    async with connected(url) as db:
+        monkeypatch.setattr(todo_app.migrate, "MIGRATIONS_DIR", only_first)
+        assert await upgrade(db) == [first.filename]
+        marks = ["$1", "$2", "$3", "$4", "$5"] if dialect == "postgres" else ["?"] * 5
+        for row in SEED_ROWS:
+            await db.execute_query(
+                'INSERT INTO "todo_app_task" ("id", "user_id", "title", "description", "status",'
+                f' "created_at", "updated_at") VALUES ({", ".join(marks)},'
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                list(row),
+            )
+        monkeypatch.undo()
+
+        async def snapshot() -> list[tuple[object, ...]]:
+            _, rows = await db.execute_query(
+                'SELECT "id", "user_id", "title", "description", "status" FROM "todo_app_task"'
+                ' ORDER BY "id"'
+            )
+            return [tuple(None if r[k] is None else str(r[k]) for k in r.keys()) for r in rows]
+
+        before = await snapshot()
+        assert await upgrade(db) == [second.filename]
+        assert await snapshot() == before
+        _, rows = await db.execute_query(
+            'SELECT "status", "version", "completed_at" FROM "todo_app_task" ORDER BY "id"'
+        )
+        assert [(r["status"], r["version"], r["completed_at"] is not None) for r in rows] == [
+            ("pending", 1, False),
+            ("completed", 1, True),
+            ("pending", 1, False),
+        ]
+        assert await downgrade(db) == [second.filename]
+        assert await snapshot() == before
+        assert await upgrade(db) == [second.filename]
+        assert await snapshot() == before
+        assert await Task.filter(user_id="alice").count() == 2

@@ -55,7 +55,7 @@ CASES: list[tuple[str, Any, str | None]] = [
     ("user_id", "\u00a0\u2028", "todo_app_task_user_id_not_blank"),
     ("user_id", None, NOT_NULL),
     ("user_id", "u\x00", NUL),
-    ("status", "completed", None),
+    ("status", "pending", None),
     ("status", "", "todo_app_task_status_not_empty"),
     ("status", "s" * (rules.STATUS_MAX_LENGTH + 1), "todo_app_task_status_max_length"),
     ("status", None, NOT_NULL),

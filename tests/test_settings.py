@@ -45,11 +45,10 @@ def test_password_in_query_is_masked() -> None:
 
 
 @given(
-    password=st.text(
-        alphabet=st.characters(codec="ascii", exclude_characters="@\x00"), min_size=4
-    ).filter(lambda p: p.strip() == p and "postgres" not in p)
+    secret=st.text(alphabet=st.characters(codec="ascii", exclude_characters="@\x00"), min_size=1)
 )
-def test_masking_never_shows_any_password(password: str) -> None:
+def test_masking_never_shows_any_password(secret: str) -> None:
+    password = f"pw-{secret}-pw"
     raw = f"postgresql://user:{password}@db.example.com:5432/app?sslmode=require"
     try:
         url = DatabaseURL(raw)

@@ -17,6 +17,8 @@ from typing import Any, cast
 from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import ValidationError
+from tortoise.expressions import F
+from tortoise.functions import Coalesce
 from tortoise.fields.data import CharEnumFieldInstance
 from tortoise.indexes import Index
 from tortoise.manager import Manager
@@ -123,7 +125,14 @@ class TaskQuerySet(QuerySet["Task"]):
             kwargs["user_id"] = _clean_field("user_id", rules.clean_user_id, kwargs["user_id"])
         if "created_at" in kwargs:
             raise ValidationError("created_at: is set once, when the task is created")
-        kwargs.setdefault("updated_at", utc_now())
+        now = kwargs.setdefault("updated_at", utc_now())
+        kwargs.setdefault("version", F("version") + 1)
+        if "status" in kwargs and "completed_at" not in kwargs:
+            status = _STATUS_FIELD.to_python_value(kwargs["status"])
+            # Keep an existing completion time; set one where there was none.
+            kwargs["completed_at"] = (
+                Coalesce(F("completed_at"), now) if status == TaskStatus.COMPLETED else None
+            )
         return super().update(**kwargs)
 
 
@@ -171,8 +180,14 @@ class Task(Model):
             description="Task status (a TaskStatus value)",
         ),
     )
+    version = fields.IntField(
+        default=1, description="Starts at 1, +1 on every write (optimistic concurrency)"
+    )
     created_at = UTCDatetimeField(description="UTC; set once on insert")
     updated_at = UTCDatetimeField(description="UTC; moves on every write")
+    completed_at = UTCDatetimeField(
+        null=True, description="UTC; set exactly while the status is completed"
+    )
 
     class Meta:
         table = "todo_app_task"
@@ -213,6 +228,11 @@ class Task(Model):
         if not isinstance(self.status, TaskStatus):
             status_field = self._meta.fields_map["status"]
             self.status = status_field.to_python_value(self.status)
+        if self.status == TaskStatus.COMPLETED:
+            if self.completed_at is None:
+                self.completed_at = self.updated_at
+        else:
+            self.completed_at = None
 
     async def save(
         self,
@@ -221,14 +241,18 @@ class Task(Model):
         force_create: bool = False,
         force_update: bool = False,
     ) -> None:
-        self.clean()
         if self._saved_in_db or force_update:
             self.updated_at = utc_now()
+            self.version += 1
             if update_fields is not None:
-                update_fields = {*update_fields, "updated_at"}
+                update_fields = {*update_fields, "updated_at", "version", "completed_at"}
+        self.clean()
         await super().save(
             using_db=using_db,
             update_fields=update_fields,
             force_create=force_create,
             force_update=force_update,
         )
+
+
+_STATUS_FIELD = cast(StatusField, Task._meta.fields_map["status"])
