@@ -356,7 +356,8 @@ async def test_version_migration_keeps_existing_rows(
                 'SELECT "id", "user_id", "title", "description", "status" FROM "todo_app_task"'
                 ' ORDER BY "id"'
             )
-            return [tuple(None if r[k] is None else str(r[k]) for k in r.keys()) for r in rows]
+            columns = ("id", "user_id", "title", "description", "status")
+            return [tuple(None if r[k] is None else str(r[k]) for k in columns) for r in rows]
 
         before = await snapshot()
         assert await upgrade(db) == [second.filename]

@@ -6,6 +6,7 @@ config with :func:`tortoise_config`), apply its migrations with :func:`upgrade`
 """
 
 from todo_app.config import APP_LABEL, app_config, tortoise_config
+from todo_app.errors import TaskConflict, TaskError, TaskNotFound, TaskValidationError
 from todo_app.migrate import (
     MigrationError,
     applied_migrations,
@@ -16,17 +17,29 @@ from todo_app.migrate import (
     upgrade,
 )
 from todo_app.models import Task, TaskStatus
+from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
+from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
 from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
 
 __all__ = [
     "APP_LABEL",
+    "MAX_PAGE_SIZE",
     "DatabaseURL",
     "DatabaseURLError",
     "MigrationError",
     "SSLMode",
     "Settings",
     "Task",
+    "TaskConflict",
+    "TaskCreate",
+    "TaskError",
+    "TaskNotFound",
+    "TaskPage",
+    "TaskRead",
+    "TaskRepository",
     "TaskStatus",
+    "TaskUpdate",
+    "TaskValidationError",
     "app_config",
     "applied_migrations",
     "check_drift",

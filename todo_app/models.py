@@ -18,8 +18,8 @@ from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import ValidationError
 from tortoise.expressions import F
-from tortoise.functions import Coalesce
 from tortoise.fields.data import CharEnumFieldInstance
+from tortoise.functions import Coalesce
 from tortoise.indexes import Index
 from tortoise.manager import Manager
 from tortoise.models import Model
@@ -185,8 +185,9 @@ class Task(Model):
     )
     created_at = UTCDatetimeField(description="UTC; set once on insert")
     updated_at = UTCDatetimeField(description="UTC; moves on every write")
-    completed_at = UTCDatetimeField(
-        null=True, description="UTC; set exactly while the status is completed"
+    completed_at = cast(
+        "fields.Field[dt.datetime | None]",
+        UTCDatetimeField(null=True, description="UTC; set exactly while the status is completed"),
     )
 
     class Meta:

@@ -1,0 +1,113 @@
+"""Pydantic schemas: what a web layer accepts and returns.
+
+They apply the very functions of ``rules.py`` that the model applies, so a payload
+the schema accepts is one the model and the database accept. Building a schema with
+bad data raises pydantic's ``ValidationError`` (pydantic's contract);
+``TaskRepository`` validates again whatever reaches it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from todo_app import rules
+from todo_app.models import TaskStatus
+
+__all__ = ["TaskCreate", "TaskPage", "TaskRead", "TaskUpdate"]
+
+
+Title = Annotated[
+    str,
+    BeforeValidator(rules.clean_title),
+    Field(
+        description=(
+            "Surrounding whitespace is stripped; the rest must be "
+            f"1..{rules.TITLE_MAX_LENGTH} characters (no NUL, no lone surrogates)."
+        ),
+        json_schema_extra={"minLength": 1, "maxLength": rules.TITLE_MAX_LENGTH},
+    ),
+]
+Description = Annotated[
+    str | None,
+    BeforeValidator(rules.clean_description),
+    Field(
+        description=(
+            f"Optional, at most {rules.DESCRIPTION_MAX_LENGTH} characters, kept verbatim; "
+            "an empty string is stored as null."
+        ),
+        json_schema_extra={"maxLength": rules.DESCRIPTION_MAX_LENGTH},
+    ),
+]
+Status = Annotated[
+    TaskStatus, Field(description="pending or completed; more statuses may be added.")
+]
+
+
+class TaskCreate(BaseModel):
+    """A new task. ``id`` may be chosen by the client to make retries idempotent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: Title
+    description: Description = None
+    status: Status = TaskStatus.PENDING
+    id: uuid.UUID | None = Field(
+        default=None,
+        description=(
+            "Client-chosen id for idempotent retries: repeating the same create returns "
+            "the existing task; the same id with other content is a conflict."
+        ),
+    )
+
+
+class TaskUpdate(BaseModel):
+    """A partial change. Fields left out stay as they are; an explicit ``null``
+    description clears it. Title and status cannot be null."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: Title | None = None
+    description: Description = None
+    status: Status | None = None
+
+    @model_validator(mode="after")
+    def _no_null_title_or_status(self) -> TaskUpdate:
+        for name in ("title", "status"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent, with their cleaned values."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class TaskRead(BaseModel):
+    """A stored task, as a web layer returns it. ``version`` is its ETag."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    id: uuid.UUID
+    user_id: str
+    title: str
+    description: str | None
+    status: TaskStatus
+    version: int = Field(description="Starts at 1; +1 on every write. Send it back to update.")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    completed_at: dt.datetime | None
+
+
+class TaskPage(BaseModel):
+    """One page of a listing. ``next_cursor`` is None on the last page."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[TaskRead]
+    next_cursor: str | None = Field(
+        default=None, description="Opaque; pass it back as `cursor` for the next page."
+    )
