@@ -5,6 +5,7 @@ config with :func:`tortoise_config`), apply its migrations with :func:`upgrade`
 (or ``aerich upgrade``), then work with tasks.
 """
 
+from todo_app.checks import SchemaOutOfDate, ensure_schema_current
 from todo_app.config import APP_LABEL, app_config, tortoise_config
 from todo_app.errors import TaskConflict, TaskError, TaskNotFound, TaskValidationError
 from todo_app.migrate import (
@@ -28,6 +29,7 @@ __all__ = [
     "DatabaseURLError",
     "MigrationError",
     "SSLMode",
+    "SchemaOutOfDate",
     "Settings",
     "Task",
     "TaskConflict",
@@ -44,6 +46,7 @@ __all__ = [
     "applied_migrations",
     "check_drift",
     "downgrade",
+    "ensure_schema_current",
     "get_settings",
     "migration_history",
     "pending_migrations",

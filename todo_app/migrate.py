@@ -27,8 +27,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
-from aerich.coder import encoder
-from aerich.utils import decompress_dict, get_models_describe
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
@@ -82,6 +80,8 @@ class Migration:
         return module
 
     def models_state(self) -> dict[str, Any]:
+        from aerich.utils import decompress_dict  # deferred: aerich is slow to import
+
         state = getattr(self.load(), "MODELS_STATE", None)
         if not state:
             raise MigrationError(f"migration {self.filename} records no MODELS_STATE")
@@ -194,6 +194,8 @@ async def upgrade(connection: BaseDBAsyncClient | None = None) -> list[str]:
         migration = next((m for m in history if m.filename not in done), None)
         if migration is None:
             return None
+        from aerich.coder import encoder
+
         module = migration.load()
         await _run_script(tx, await module.upgrade(tx))
         content = encoder(migration.models_state())
@@ -255,6 +257,7 @@ async def downgrade(connection: BaseDBAsyncClient | None = None, *, steps: int =
 
 def _normalise(state: dict[str, Any]) -> dict[str, Any]:
     """A models state as Aerich stores it, minus what has no bearing on the schema."""
+    from aerich.coder import encoder
 
     def strip_docstrings(value: Any) -> Any:
         if isinstance(value, dict):
@@ -275,6 +278,8 @@ async def check_drift() -> list[str]:
     Empty when they match. Needs no database: when Tortoise is not initialised, it
     initialises a context of its own on in-memory SQLite (which connects to nothing).
     """
+    from aerich.utils import get_models_describe
+
     history = migration_history()
     if not history:
         return ["no migrations exist"]

@@ -141,12 +141,18 @@ class TaskRepository:
             return self._same_create(existing, data)
         return _read(task)
 
-    async def bulk_create(self, items: Iterable[TaskCreate]) -> int:
+    async def bulk_create(
+        self,
+        items: Iterable[TaskCreate],
+        *,
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
         """Import many tasks in one transaction: all are stored, or none.
 
         Any invalid item is ``TaskValidationError`` (its field named
         ``items[<index>].<field>``); a client id used twice, or already taken, is
-        ``TaskConflict``.
+        ``TaskConflict``. ``progress``, if given, is called with the number of rows
+        written so far after each batch (before the commit that makes them visible).
         """
         tasks: builtins.list[Task] = []
         seen: set[uuid.UUID] = set()
@@ -166,7 +172,11 @@ class TaskRepository:
                     taken = await Task.filter(id__in=list(seen)).using_db(tx).exists()
                     if taken:
                         raise TaskConflict("an item's id is already in use")
-                await Task.bulk_create(tasks, batch_size=_BULK_BATCH, using_db=tx)
+                for start in range(0, len(tasks), _BULK_BATCH):
+                    batch = tasks[start : start + _BULK_BATCH]
+                    await Task.bulk_create(batch, using_db=tx)
+                    if progress is not None:
+                        progress(start + len(batch))
         return len(tasks)
 
     async def update(
