@@ -67,9 +67,12 @@ async def _database(args: argparse.Namespace, *, check_schema: bool = True) -> A
     from todo_app.checks import SchemaOutOfDate, ensure_schema_current
     from todo_app.config import tortoise_config
 
+    # One name per dialect: Tortoise caches compiled SQL per connection name for the
+    # life of the process (commands run in-process, e.g. from tests, share it).
+    name = f"cli_{args.db.dialect}"
     async with TortoiseContext() as context:
-        await context.init(config=tortoise_config(args.db, connection_name="cli"))
-        connection = context.connections.get("cli")
+        await context.init(config=tortoise_config(args.db, connection_name=name))
+        connection = context.connections.get(name)
         if check_schema:
             try:
                 await ensure_schema_current(connection)
