@@ -17,7 +17,7 @@ import pytest
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
-import todo_app.migrate
+import todo_app.migrator
 from tests.helpers import raw_insert, row_count
 from todo_app import (
     MigrationError,
@@ -29,7 +29,7 @@ from todo_app import (
     tortoise_config,
     upgrade,
 )
-from todo_app.migrate import MIGRATIONS_DIR
+from todo_app.migrator import MIGRATIONS_DIR
 from todo_app.models import Task
 from todo_app.settings import DatabaseURL
 from todo_app.testing import TodoDatabase
@@ -197,7 +197,7 @@ async def test_a_failing_migration_leaves_nothing_behind(
     directory = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, directory)
     (directory / "99_20990101000000_broken.py").write_text(BROKEN_MIGRATION)
-    monkeypatch.setattr(todo_app.migrate, "MIGRATIONS_DIR", directory)
+    monkeypatch.setattr(todo_app.migrator, "MIGRATIONS_DIR", directory)
     url = await fresh_database_url(dialect)
     async with connected(url) as db:
         with pytest.raises(Exception, match="todo_app_no_such_table"):
@@ -224,7 +224,7 @@ async def test_an_empty_downgrade_is_an_error(
             'MODELS_STATE = ""', f"MODELS_STATE = {state}"
         )
     )
-    monkeypatch.setattr(todo_app.migrate, "MIGRATIONS_DIR", directory)
+    monkeypatch.setattr(todo_app.migrator, "MIGRATIONS_DIR", directory)
     assert await upgrade(todo_sqlite.connection) == ["98_20990101000000_noop.py"]
     with pytest.raises(MigrationError, match="empty downgrade"):
         await downgrade(todo_sqlite.connection)
@@ -339,7 +339,7 @@ async def test_version_migration_keeps_existing_rows(
     shutil.copy(first.path, only_first / first.filename)
     url = await fresh_database_url(dialect)
     async with connected(url) as db:
-        monkeypatch.setattr(todo_app.migrate, "MIGRATIONS_DIR", only_first)
+        monkeypatch.setattr(todo_app.migrator, "MIGRATIONS_DIR", only_first)
         assert await upgrade(db) == [first.filename]
         marks = ["$1", "$2", "$3", "$4", "$5"] if dialect == "postgres" else ["?"] * 5
         for row in SEED_ROWS:

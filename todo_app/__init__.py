@@ -5,22 +5,60 @@ config with :func:`tortoise_config`), apply its migrations with :func:`upgrade`
 (or ``aerich upgrade``), then work with tasks.
 """
 
-from todo_app.checks import SchemaOutOfDate, ensure_schema_current
-from todo_app.config import APP_LABEL, app_config, tortoise_config
-from todo_app.errors import TaskConflict, TaskError, TaskNotFound, TaskValidationError
-from todo_app.migrate import (
-    MigrationError,
-    applied_migrations,
-    check_drift,
-    downgrade,
-    migration_history,
-    pending_migrations,
-    upgrade,
-)
-from todo_app.models import Task, TaskStatus
-from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
-from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
-from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from todo_app.checks import SchemaOutOfDate, ensure_schema_current
+    from todo_app.config import APP_LABEL, app_config, tortoise_config
+    from todo_app.errors import TaskConflict, TaskError, TaskNotFound, TaskValidationError
+    from todo_app.migrator import (
+        MigrationError,
+        applied_migrations,
+        check_drift,
+        downgrade,
+        migrate,
+        migration_history,
+        pending_migrations,
+        upgrade,
+    )
+    from todo_app.models import Task, TaskStatus
+    from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
+    from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
+    from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
+
+_EXPORTS: dict[str, str] = {
+    "APP_LABEL": "todo_app.config",
+    "DatabaseURL": "todo_app.settings",
+    "DatabaseURLError": "todo_app.settings",
+    "MAX_PAGE_SIZE": "todo_app.repository",
+    "MigrationError": "todo_app.migrator",
+    "SSLMode": "todo_app.settings",
+    "SchemaOutOfDate": "todo_app.checks",
+    "Settings": "todo_app.settings",
+    "Task": "todo_app.models",
+    "TaskConflict": "todo_app.errors",
+    "TaskCreate": "todo_app.schemas",
+    "TaskError": "todo_app.errors",
+    "TaskNotFound": "todo_app.errors",
+    "TaskPage": "todo_app.schemas",
+    "TaskRead": "todo_app.schemas",
+    "TaskRepository": "todo_app.repository",
+    "TaskStatus": "todo_app.models",
+    "TaskUpdate": "todo_app.schemas",
+    "TaskValidationError": "todo_app.errors",
+    "app_config": "todo_app.config",
+    "applied_migrations": "todo_app.migrator",
+    "check_drift": "todo_app.migrator",
+    "downgrade": "todo_app.migrator",
+    "ensure_schema_current": "todo_app.checks",
+    "get_settings": "todo_app.settings",
+    "migrate": "todo_app.migrator",
+    "migration_history": "todo_app.migrator",
+    "pending_migrations": "todo_app.migrator",
+    "tortoise_config": "todo_app.config",
+    "upgrade": "todo_app.migrator",
+}
 
 __all__ = [
     "APP_LABEL",
@@ -48,8 +86,24 @@ __all__ = [
     "downgrade",
     "ensure_schema_current",
     "get_settings",
+    "migrate",
     "migration_history",
     "pending_migrations",
     "tortoise_config",
     "upgrade",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Deferred imports: `import todo_app.cli` (and so `todo-app --help`) must not pay
+    # for Tortoise, pydantic and Aerich before a command needs them.
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'todo_app' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from todo_app.migrate import applied_migrations, migration_history
+from todo_app.migrator import applied_migrations, migration_history
 
 __all__ = ["SchemaOutOfDate", "ensure_schema_current"]
 

@@ -164,7 +164,7 @@ def _show(task: TaskRead, out: TextIO) -> None:
 
 
 async def cmd_migrate(args: argparse.Namespace) -> int:
-    from todo_app.migrate import upgrade
+    from todo_app.migrator import upgrade
 
     async with _database(args, check_schema=False) as connection:
         applied = await upgrade(connection)
@@ -175,7 +175,7 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_downgrade(args: argparse.Namespace) -> int:
-    from todo_app.migrate import MigrationError, downgrade
+    from todo_app.migrator import MigrationError, downgrade
 
     if not args.yes:
         raise CliError("downgrade drops data: repeat with --yes to confirm", EXIT_USAGE)
@@ -190,7 +190,7 @@ async def cmd_downgrade(args: argparse.Namespace) -> int:
 
 
 async def cmd_history(args: argparse.Namespace) -> int:
-    from todo_app.migrate import applied_migrations, migration_history
+    from todo_app.migrator import applied_migrations, migration_history
 
     async with _database(args, check_schema=False) as connection:
         applied = set(await applied_migrations(connection))
@@ -200,7 +200,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 
 async def cmd_check(args: argparse.Namespace) -> int:
-    from todo_app.migrate import check_drift
+    from todo_app.migrator import check_drift
 
     drift = await check_drift()
     if drift:
@@ -413,7 +413,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
 
 async def cmd_demo(args: argparse.Namespace) -> int:
     """Migrate, then show two users' tasks side by side: a tour of the API."""
-    from todo_app.migrate import upgrade
+    from todo_app.migrator import upgrade
     from todo_app.models import Task
     from todo_app.repository import TaskRepository
     from todo_app.schemas import TaskCreate, TaskUpdate

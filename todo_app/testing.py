@@ -33,7 +33,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 from todo_app.config import tortoise_config
-from todo_app.migrate import upgrade
+from todo_app.migrator import upgrade
 from todo_app.settings import DatabaseURL, get_settings
 
 __all__ = ["TodoDatabase"]

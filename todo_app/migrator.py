@@ -18,10 +18,11 @@ models with the state recorded in the newest migration.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -32,16 +33,19 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
 
-from todo_app.config import APP_LABEL, tortoise_config
+from todo_app.config import APP_LABEL, app_config, tortoise_config
 from todo_app.models import Task
+from todo_app.settings import DatabaseURL
 
 __all__ = [
     "MIGRATIONS_DIR",
     "Migration",
     "MigrationError",
+    "Target",
     "applied_migrations",
     "check_drift",
     "downgrade",
+    "migrate",
     "migration_history",
     "pending_migrations",
     "upgrade",
@@ -55,6 +59,7 @@ MIGRATIONS_DIR = _PACKAGED_DIR if _PACKAGED_DIR.is_dir() else _SOURCE_DIR
 #: pg_advisory_xact_lock key: the bytes of "todo_app" as a signed 64-bit integer.
 _ADVISORY_LOCK_KEY: Final = int.from_bytes(b"todo_app", "big", signed=True)
 _AERICH_MODEL: Final = f"{APP_LABEL}.Aerich"
+_SQLITE_LOCK_WAIT_MS: Final = 60_000
 
 
 class MigrationError(RuntimeError):
@@ -103,8 +108,47 @@ def migration_history(directory: Path | None = None) -> list[Migration]:
     return migrations
 
 
-def _connection(connection: BaseDBAsyncClient | None) -> BaseDBAsyncClient:
-    return connection if connection is not None else Task._meta.db
+#: Where to migrate: ``None`` (the connection ``Task`` is bound to in the running
+#: Tortoise context), a connection, a database URL, or a whole Tortoise config.
+Target = BaseDBAsyncClient | DatabaseURL | str | dict[str, Any] | None
+
+
+@contextlib.asynccontextmanager
+async def _connection(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
+    """The connection to work on. For a URL or a config, a Tortoise context of our
+    own, closed afterwards; the caller's context and connections are left alone."""
+    if target is None:
+        yield Task._meta.db
+        return
+    if isinstance(target, BaseDBAsyncClient):
+        yield target
+        return
+    if isinstance(target, dict):
+        name = target.get("apps", {}).get(APP_LABEL, {}).get("default_connection", "default")
+        if name not in target.get("connections", {}):
+            raise MigrationError(
+                f"the config has no connection {name!r} for the {APP_LABEL!r} app: "
+                "add todo_app.app_config(<connection name>) to its apps"
+            )
+        config: dict[str, Any] = {
+            "connections": {name: target["connections"][name]},
+            "apps": {APP_LABEL: app_config(name)},
+            "use_tz": True,
+            "timezone": "UTC",
+        }
+    else:
+        url = target if isinstance(target, DatabaseURL) else DatabaseURL(target)
+        name = f"todo_app_migrate_{url.dialect}"
+        config = tortoise_config(url, connection_name=name)
+    # Tortoise binds models to connection names on the class itself: give the
+    # binding back, or a host's own context would afterwards look for our name.
+    bound_to = Task._meta.default_connection
+    try:
+        async with TortoiseContext() as context:
+            await context.init(config=config)
+            yield context.connections.get(name)
+    finally:
+        Task._meta.default_connection = bound_to
 
 
 def _dialect(db: BaseDBAsyncClient) -> str:
@@ -132,14 +176,15 @@ async def _applied(db: BaseDBAsyncClient) -> list[str]:
     return [str(row["version"]) for row in rows]
 
 
-async def applied_migrations(connection: BaseDBAsyncClient | None = None) -> list[str]:
+async def applied_migrations(target: Target = None) -> list[str]:
     """File names of the migrations recorded as applied, in the order they were."""
-    return await _applied(_connection(connection))
+    async with _connection(target) as db:
+        return await _applied(db)
 
 
-async def pending_migrations(connection: BaseDBAsyncClient | None = None) -> list[str]:
+async def pending_migrations(target: Target = None) -> list[str]:
     """File names of the migrations not applied yet (Aerich calls them heads)."""
-    done = set(await applied_migrations(connection))
+    done = set(await applied_migrations(target))
     return [m.filename for m in migration_history() if m.filename not in done]
 
 
@@ -171,22 +216,46 @@ async def _run_locked(
     db: BaseDBAsyncClient,
     step: Callable[[BaseDBAsyncClient], Awaitable[str | None]],
 ) -> str | None:
-    """Run ``step`` in one transaction, holding the migration lock on PostgreSQL."""
+    """Run ``step`` in one transaction that holds the migration lock.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: the database's write
+    lock, taken up front with ``BEGIN IMMEDIATE`` (Tortoise begins deferred, and two
+    deferred transactions that both read then write fail instead of waiting). Either
+    way, concurrent runners (other processes included) queue here, then re-read what
+    is applied: each migration runs exactly once.
+    """
     async with in_transaction(db.connection_name) as tx:
         if _dialect(tx) == "postgres":
-            # Held until commit or rollback: concurrent runners queue here and then
-            # re-read what is applied, so each migration runs exactly once.
             await tx.execute_query("SELECT pg_advisory_xact_lock($1)", [_ADVISORY_LOCK_KEY])
+        else:
+            await tx.execute_query("COMMIT")  # the deferred BEGIN Tortoise just issued
+            await tx.execute_query("BEGIN IMMEDIATE")
         return await step(tx)
 
 
-async def upgrade(connection: BaseDBAsyncClient | None = None) -> list[str]:
+@contextlib.asynccontextmanager
+async def _patient(db: BaseDBAsyncClient) -> AsyncIterator[None]:
+    """On SQLite, wait up to a minute for another process's migration to finish."""
+    if _dialect(db) != "sqlite":
+        yield
+        return
+    _, rows = await db.execute_query("PRAGMA busy_timeout")
+    previous = int(next(iter(dict(rows[0]).values())))
+    await db.execute_query(f"PRAGMA busy_timeout = {_SQLITE_LOCK_WAIT_MS}")
+    try:
+        yield
+    finally:
+        await db.execute_query(f"PRAGMA busy_timeout = {previous}")
+
+
+async def upgrade(target: Target = None) -> list[str]:
     """Apply every pending migration, each in its own transaction; idempotent.
 
-    Runs on ``connection`` or on the connection ``Task`` is bound to. Returns the
-    file names applied (empty when the database was already at head).
+    ``target``: ``None`` for the connection ``Task`` is bound to in the running
+    Tortoise context (a host's, after ``Tortoise.init``), a connection, a URL, or a
+    Tortoise config dict. Returns the file names applied (empty: already at head).
+    Safe to call from several processes at once.
     """
-    db = _connection(connection)
     history = migration_history()
 
     async def apply_next(tx: BaseDBAsyncClient) -> str | None:
@@ -207,12 +276,18 @@ async def upgrade(connection: BaseDBAsyncClient | None = None) -> list[str]:
         return migration.filename
 
     applied: list[str] = []
-    while (filename := await _run_locked(db, apply_next)) is not None:
-        applied.append(filename)
+    async with _connection(target) as db, _patient(db):
+        while (filename := await _run_locked(db, apply_next)) is not None:
+            applied.append(filename)
     return applied
 
 
-async def downgrade(connection: BaseDBAsyncClient | None = None, *, steps: int = 1) -> list[str]:
+async def migrate(target: Target = None) -> list[str]:
+    """Bring the database to head: :func:`upgrade` under the name hosts look for."""
+    return await upgrade(target)
+
+
+async def downgrade(target: Target = None, *, steps: int = 1) -> list[str]:
     """Revert the newest ``steps`` applied migrations, newest first.
 
     Each revert and the removal of its bookkeeping row commit together. Raises
@@ -221,7 +296,6 @@ async def downgrade(connection: BaseDBAsyncClient | None = None, *, steps: int =
     """
     if steps < 1:
         raise ValueError("steps must be at least 1")
-    db = _connection(connection)
     by_name = {m.filename: m for m in migration_history()}
 
     async def revert_last(tx: BaseDBAsyncClient) -> str | None:
@@ -245,13 +319,14 @@ async def downgrade(connection: BaseDBAsyncClient | None = None, *, steps: int =
         return filename
 
     reverted: list[str] = []
-    for _ in range(steps):
-        filename = await _run_locked(db, revert_last)
-        if filename is None:
-            raise MigrationError(
-                f"asked to revert {steps} migration(s), but only {len(reverted)} were applied"
-            )
-        reverted.append(filename)
+    async with _connection(target) as db, _patient(db):
+        for _ in range(steps):
+            filename = await _run_locked(db, revert_last)
+            if filename is None:
+                raise MigrationError(
+                    f"asked to revert {steps} migration(s), but only {len(reverted)} were applied"
+                )
+            reverted.append(filename)
     return reverted
 
 
@@ -288,9 +363,13 @@ async def check_drift() -> list[str]:
     if apps is not None and APP_LABEL in apps:
         current = _normalise(get_models_describe(APP_LABEL))
     else:
-        async with TortoiseContext() as ctx:
-            await ctx.init(config=tortoise_config("sqlite://:memory:"))
-            current = _normalise(get_models_describe(APP_LABEL))
+        bound_to = Task._meta.default_connection
+        try:
+            async with TortoiseContext() as ctx:
+                await ctx.init(config=tortoise_config("sqlite://:memory:"))
+                current = _normalise(get_models_describe(APP_LABEL))
+        finally:
+            Task._meta.default_connection = bound_to
     return _describe_differences(recorded, current)
 
 
