@@ -244,7 +244,8 @@ def test_app_config_binds_to_the_named_connection() -> None:
     config = tortoise_config("sqlite://:memory:", connection_name="tasks_db")
     assert set(config["connections"]) == {"tasks_db"}
     assert config["apps"]["todo_app"]["default_connection"] == "tasks_db"
-    assert "aerich.models" in config["apps"]["todo_app"]["models"]
+    assert config["apps"]["todo_app"]["models"] == ["todo_app.models"]
+    assert app_config("x", with_aerich=True)["models"] == ["todo_app.models", "aerich.models"]
 
 
 def test_aerich_entry_reads_settings_when_accessed(monkeypatch: pytest.MonkeyPatch) -> None:

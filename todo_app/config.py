@@ -42,7 +42,9 @@ def tortoise_config(
     settings = settings or get_settings()
     return {
         "connections": {connection_name: settings.connection(db_url)},
-        "apps": {APP_LABEL: app_config(connection_name, with_aerich=True)},
+        # No "aerich.models": todo_app's own runner does not need it, and the aerich
+        # CLI adds it by itself to a config of one app.
+        "apps": {APP_LABEL: app_config(connection_name)},
         "use_tz": True,
         "timezone": "UTC",
     }

@@ -1,0 +1,1 @@
+"""A stand-in host project: its own app, model and connection name."""
