@@ -96,20 +96,13 @@ async def test_schema_guard_reports_a_database_behind_the_code(
 ) -> None:
     url = await fresh_database_url(dialect)
     with pytest.raises(todo_app.SchemaOutOfDate, match="behind") as raised:
-        async with TortoiseContext():
-            await Tortoise.init(
-                config=todo_app.tortoise_config(url, connection_name=f"g_{dialect}")
-            )
-            await todo_app.ensure_schema_current()
+        await todo_app.ensure_schema_current(url)
     assert raised.value.pending == [m.filename for m in todo_app.migration_history()]
     await todo_app.migrate(url)
+    await todo_app.ensure_schema_current(url)
     await todo_app.downgrade(url)
     with pytest.raises(todo_app.SchemaOutOfDate, match="1 migration"):
-        async with TortoiseContext():
-            await Tortoise.init(
-                config=todo_app.tortoise_config(url, connection_name=f"g_{dialect}")
-            )
-            await todo_app.ensure_schema_current()
+        await todo_app.ensure_schema_current(url)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -122,7 +115,8 @@ async def test_a_database_ahead_of_the_code_is_reported(
         await Tortoise.init(config=todo_app.tortoise_config(url, connection_name=f"a_{dialect}"))
         mark = "$1" if dialect == "postgres" else "?"
         await Task._meta.db.execute_query(
-            f"""INSERT INTO "aerich" ("version", "app", "content") VALUES ({mark}, 'todo_app', '{{}}')""",
+            'INSERT INTO "aerich" ("version", "app", "content")'
+            f" VALUES ({mark}, 'todo_app', '{{}}')",
             ["9_20991231000000_future.py"],
         )
         with pytest.raises(todo_app.SchemaOutOfDate, match="newer version"):

@@ -7,9 +7,7 @@ to fail fast with a message that says what to do, instead of a confusing SQL err
 
 from __future__ import annotations
 
-from tortoise.backends.base.client import BaseDBAsyncClient
-
-from todo_app.migrator import applied_migrations, migration_history
+from todo_app.migrator import Target, applied_migrations, migration_history
 
 __all__ = ["SchemaOutOfDate", "ensure_schema_current"]
 
@@ -23,11 +21,12 @@ class SchemaOutOfDate(RuntimeError):
         self.unknown = unknown
 
 
-async def ensure_schema_current(connection: BaseDBAsyncClient | None = None) -> None:
+async def ensure_schema_current(target: Target = None) -> None:
     """Raise :class:`SchemaOutOfDate` unless every migration of this version, and
-    no other, is applied on ``connection`` (default: the one ``Task`` is bound to)."""
+    no other, is applied on ``target`` (default: the connection ``Task`` is bound
+    to; also a connection, a URL or a Tortoise config, as for ``migrate``)."""
     known = [migration.filename for migration in migration_history()]
-    applied = await applied_migrations(connection)
+    applied = await applied_migrations(target)
     pending = [name for name in known if name not in applied]
     unknown = [name for name in applied if name not in known]
     if pending:
