@@ -3,7 +3,14 @@ HTTP statuses (404, 409, 422) without looking at driver exceptions."""
 
 from __future__ import annotations
 
-__all__ = ["TaskConflict", "TaskError", "TaskNotFound", "TaskValidationError"]
+__all__ = [
+    "TaskConflict",
+    "TaskError",
+    "TaskNotFound",
+    "TaskStoreTimeout",
+    "TaskStoreUnavailable",
+    "TaskValidationError",
+]
 
 
 class TaskError(Exception):
@@ -34,3 +41,16 @@ class TaskValidationError(TaskError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class TaskStoreUnavailable(TaskError):
+    """The database could not be reached, dropped the connection, or is busy (503).
+
+    Each write is one statement or one transaction, so a write that raised this was
+    applied entirely or not at all; which one, the client cannot know. Retrying is
+    safe with a client-chosen id (create) or ``expected_version`` (other writes).
+    """
+
+
+class TaskStoreTimeout(TaskStoreUnavailable):
+    """The database did not answer within the configured timeout (504)."""

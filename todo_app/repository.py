@@ -9,20 +9,35 @@ refusals (CHECK, NOT NULL, duplicate key) are translated, never leaked raw.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
+import functools
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, Final, ParamSpec, TypeVar
 
 import pydantic
-from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
+from tortoise.exceptions import (
+    DBConnectionError,
+    IntegrityError,
+    OperationalError,
+    TransactionManagementError,
+    ValidationError,
+)
 from tortoise.expressions import Q
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from todo_app import rules
-from todo_app.errors import TaskConflict, TaskNotFound, TaskValidationError
+from todo_app.errors import (
+    TaskConflict,
+    TaskError,
+    TaskNotFound,
+    TaskStoreTimeout,
+    TaskStoreUnavailable,
+    TaskValidationError,
+)
 from todo_app.models import Task, TaskStatus
 from todo_app.pagination import Cursor, Order
 from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
@@ -32,6 +47,21 @@ __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]
 MAX_PAGE_SIZE: Final = 200
 _BULK_BATCH: Final = 500
 Schema = TypeVar("Schema", TaskCreate, TaskUpdate)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Every public method: typed errors only, whatever the database does."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _translated():
+            return await method(*args, **kwargs)
+
+    return guarded
 
 
 class TaskRepository:
@@ -54,6 +84,7 @@ class TaskRepository:
 
     # -- reading --------------------------------------------------------------------
 
+    @_guarded
     async def get(self, task_id: uuid.UUID | str) -> TaskRead:
         """The task, or ``TaskNotFound`` (also for another owner's task)."""
         task = await self._mine(_task_uuid(task_id)).first()
@@ -61,6 +92,7 @@ class TaskRepository:
             raise TaskNotFound(task_id)
         return _read(task)
 
+    @_guarded
     async def list(
         self,
         *,
@@ -105,6 +137,7 @@ class TaskRepository:
             next_cursor = Cursor(last.created_at, last.id, order, wanted).encode()
         return TaskPage(items=items, next_cursor=next_cursor)
 
+    @_guarded
     async def counts(self) -> dict[TaskStatus, int]:
         """How many tasks the owner has in each status; every status is present."""
         result = dict.fromkeys(TaskStatus, 0)
@@ -120,6 +153,7 @@ class TaskRepository:
 
     # -- writing --------------------------------------------------------------------
 
+    @_guarded
     async def create(self, data: TaskCreate) -> TaskRead:
         """Store a new task. With a client-chosen ``id``, repeating the same create
         returns the stored task; the same id with other content (or another
@@ -141,6 +175,7 @@ class TaskRepository:
             return self._same_create(existing, data)
         return _read(task)
 
+    @_guarded
     async def bulk_create(
         self,
         items: Iterable[TaskCreate],
@@ -179,6 +214,7 @@ class TaskRepository:
                         progress(start + len(batch))
         return len(tasks)
 
+    @_guarded
     async def update(
         self,
         task_id: uuid.UUID | str,
@@ -192,18 +228,21 @@ class TaskRepository:
         changes = _validated(TaskUpdate, data).changes()
         return await self._write(task_id, expected_version, lambda _task: changes)
 
+    @_guarded
     async def complete(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> TaskRead:
         """Mark the task completed; on a completed task, a no-op (version kept)."""
         return await self._write(task_id, expected_version, _set_status(TaskStatus.COMPLETED))
 
+    @_guarded
     async def reopen(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> TaskRead:
         """Mark the task pending again; on a pending task, a no-op (version kept)."""
         return await self._write(task_id, expected_version, _set_status(TaskStatus.PENDING))
 
+    @_guarded
     async def delete(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> None:
@@ -345,11 +384,38 @@ def _validated(schema: type[Schema], data: object, *, prefix: str = "") -> Schem
 _CONSTRAINT_FIELDS: Final = ("user_id", "title", "description", "status", "version", "completed_at")
 
 
+def _unavailable(exc: BaseException) -> TaskStoreUnavailable | None:
+    """The typed error for a database that is down, gone, busy or slow, if it is."""
+    import asyncpg  # deferred: not needed on SQLite
+
+    if isinstance(exc, asyncpg.QueryCanceledError | asyncio.TimeoutError | TimeoutError):
+        return TaskStoreTimeout("the database did not answer in time")
+    if isinstance(
+        exc,
+        OSError
+        | DBConnectionError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.AdminShutdownError,
+    ):
+        return TaskStoreUnavailable(f"the database is unavailable ({type(exc).__name__})")
+    if isinstance(exc, OperationalError) and "database is locked" in str(exc):
+        return TaskStoreUnavailable("the database is busy (locked by another writer)")
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, OperationalError | TransactionManagementError) and cause is not None:
+        return _unavailable(cause)
+    return None
+
+
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
-    """Turn the database's refusals into the repository's typed errors."""
+    """Turn the database's refusals and failures into the repository's typed errors."""
     try:
         yield
+    except TaskError:
+        raise
     except ValidationError as exc:
         field, _, message = str(exc).partition(": ")
         raise TaskValidationError(field or "data", message or str(exc)) from None
@@ -361,10 +427,14 @@ def _translated() -> Iterator[None]:
             if f"todo_app_task_{column}_" in message or f"todo_app_task.{column}" in message:
                 raise TaskValidationError(column, "refused by the database") from None
         raise TaskValidationError("data", "refused by the database") from None
-    except OperationalError as exc:
+    except Exception as exc:
+        if (unavailable := _unavailable(exc)) is not None:
+            raise unavailable from exc
         message = str(exc)
-        if "value too long" in message:
+        if isinstance(exc, OperationalError) and "value too long" in message:
             raise TaskValidationError("data", "a value is too long") from None
-        if "0x00" in message or "invalid byte sequence" in message:
+        if isinstance(exc, OperationalError) and (
+            "0x00" in message or "invalid byte sequence" in message
+        ):
             raise TaskValidationError("data", "text must not contain NUL characters") from None
         raise

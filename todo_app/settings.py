@@ -36,6 +36,9 @@ DEFAULT_TEST_DATABASE_URL: Final = "postgres://postgres@127.0.0.1:5432/test"
 _POSTGRES_SCHEMES: Final = frozenset({"postgres", "postgresql", "asyncpg"})
 #: asyncpg's own default; PgBouncer in transaction mode needs 0.
 _DEFAULT_STATEMENT_CACHE_SIZE: Final = 100
+#: How much longer than the server's statement_timeout the client waits for an
+#: answer: the server's own cancellation normally comes first, with its clear error.
+_CLIENT_TIMEOUT_MARGIN: Final = 5.0
 
 
 class DatabaseURLError(ValueError):
@@ -157,6 +160,8 @@ class DatabaseURL:
         pool_max_size: int = 10,
         ssl_mode: SSLMode | None = None,
         statement_cache_size: int | None = None,
+        connect_timeout: float | None = None,
+        statement_timeout: float | None = None,
     ) -> dict[str, Any]:
         """A Tortoise connection entry (``{"engine", "credentials"}``) for this URL.
 
@@ -164,6 +169,11 @@ class DatabaseURL:
         parameters. ``statement_cache_size=None`` means: 0 when the host is a known
         transaction-mode pooler (Neon's ``-pooler`` hosts, or ``pgbouncer=true`` in
         the URL), asyncpg's default otherwise.
+
+        ``statement_timeout`` (seconds) is set on the server where it can be (not
+        through a pooler, which refuses startup parameters) and, a few seconds
+        longer, as asyncpg's client-side ``command_timeout``, which also catches a
+        peer that went silent.
         """
         if self.dialect == "sqlite":
             return self._sqlite_connection()
@@ -172,6 +182,8 @@ class DatabaseURL:
             pool_max_size=pool_max_size,
             ssl_mode=ssl_mode,
             statement_cache_size=statement_cache_size,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
         )
 
     def _sqlite_connection(self) -> dict[str, Any]:
@@ -194,6 +206,8 @@ class DatabaseURL:
         pool_max_size: int,
         ssl_mode: SSLMode | None,
         statement_cache_size: int | None,
+        connect_timeout: float | None,
+        statement_timeout: float | None,
     ) -> dict[str, Any]:
         params = self.query()
         password = params.pop("password", None) or self.password
@@ -228,6 +242,8 @@ class DatabaseURL:
 
         if (timeout := params.pop("connect_timeout", None)) is not None:
             credentials["timeout"] = _number(timeout, "connect_timeout", self.masked)
+        elif connect_timeout is not None:
+            credentials["timeout"] = connect_timeout
         if (name := params.pop("application_name", None)) is not None:
             credentials["application_name"] = name
         if (attrs := params.pop("target_session_attrs", None)) is not None:
@@ -240,6 +256,11 @@ class DatabaseURL:
         if statement_cache_size is None:
             statement_cache_size = 0 if pooler else _DEFAULT_STATEMENT_CACHE_SIZE
         credentials["statement_cache_size"] = statement_cache_size
+        if statement_timeout is not None:
+            if not pooler:
+                server_settings = credentials.setdefault("server_settings", {})
+                server_settings.setdefault("statement_timeout", str(int(statement_timeout * 1000)))
+            credentials["command_timeout"] = statement_timeout + _CLIENT_TIMEOUT_MARGIN
 
         if params:
             raise DatabaseURLError(
@@ -425,14 +446,27 @@ class Settings(BaseSettings):
         description="asyncpg prepared-statement cache. None: 0 behind a known pooler, else 100.",
     )
 
+    connect_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=AliasChoices("TODO_APP_CONNECT_TIMEOUT", "connect_timeout"),
+        description="Seconds to wait for a new PostgreSQL connection (URL connect_timeout wins).",
+    )
+    statement_timeout: float | None = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("TODO_APP_STATEMENT_TIMEOUT", "statement_timeout"),
+        description="Seconds a PostgreSQL statement may run. Empty: no limit.",
+    )
+
     @field_validator("ssl_mode", mode="before")
     @classmethod
     def _blank_ssl_mode_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("statement_cache_size", mode="before")
+    @field_validator("statement_cache_size", "statement_timeout", mode="before")
     @classmethod
-    def _blank_cache_size_is_none(cls, value: object) -> object:
+    def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
     @model_validator(mode="after")
@@ -452,6 +486,8 @@ class Settings(BaseSettings):
             pool_max_size=self.pool_max_size,
             ssl_mode=self.ssl_mode,
             statement_cache_size=self.statement_cache_size,
+            connect_timeout=self.connect_timeout,
+            statement_timeout=self.statement_timeout,
         )
 
 
