@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from todo_app.checks import SchemaOutOfDate, ensure_schema_current
     from todo_app.config import APP_LABEL, app_config, tortoise_config
-    from todo_app.errors import TaskConflict, TaskError, TaskNotFound, TaskValidationError
+    from todo_app.errors import (
+        TaskConflict,
+        TaskError,
+        TaskNotFound,
+        TaskStoreTimeout,
+        TaskStoreUnavailable,
+        TaskValidationError,
+    )
     from todo_app.migrator import (
         MigrationError,
         applied_migrations,
@@ -44,6 +51,8 @@ _EXPORTS: dict[str, str] = {
     "TaskPage": "todo_app.schemas",
     "TaskRead": "todo_app.schemas",
     "TaskRepository": "todo_app.repository",
+    "TaskStoreTimeout": "todo_app.errors",
+    "TaskStoreUnavailable": "todo_app.errors",
     "TaskStatus": "todo_app.models",
     "TaskUpdate": "todo_app.schemas",
     "TaskValidationError": "todo_app.errors",
@@ -78,6 +87,8 @@ __all__ = [
     "TaskRead",
     "TaskRepository",
     "TaskStatus",
+    "TaskStoreTimeout",
+    "TaskStoreUnavailable",
     "TaskUpdate",
     "TaskValidationError",
     "app_config",

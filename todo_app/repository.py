@@ -388,6 +388,13 @@ def _unavailable(exc: BaseException) -> TaskStoreUnavailable | None:
     """The typed error for a database that is down, gone, busy or slow, if it is."""
     import asyncpg  # deferred: not needed on SQLite
 
+    if isinstance(
+        exc, asyncpg.InvalidSQLStatementNameError | asyncpg.DuplicatePreparedStatementError
+    ):
+        return TaskStoreUnavailable(
+            f"{exc} -- behind a transaction-mode pooler (PgBouncer), turn asyncpg's "
+            "statement cache off: TODO_APP_STATEMENT_CACHE_SIZE=0 or pgbouncer=true in the URL"
+        )
     if isinstance(exc, asyncpg.QueryCanceledError | asyncio.TimeoutError | TimeoutError):
         return TaskStoreTimeout("the database did not answer in time")
     if isinstance(
@@ -400,7 +407,10 @@ def _unavailable(exc: BaseException) -> TaskStoreUnavailable | None:
         | asyncpg.TooManyConnectionsError
         | asyncpg.AdminShutdownError,
     ):
-        return TaskStoreUnavailable(f"the database is unavailable ({type(exc).__name__})")
+        reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return TaskStoreUnavailable(
+            f"the database is unavailable ({type(exc).__name__}{': ' + reason if reason else ''})"
+        )
     if isinstance(exc, OperationalError) and "database is locked" in str(exc):
         return TaskStoreUnavailable("the database is busy (locked by another writer)")
     cause = exc.__cause__ or exc.__context__

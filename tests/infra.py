@@ -1,0 +1,276 @@
+"""Real components the reliability tests start and stop themselves: a TCP proxy they
+can cut, a throw-away PostgreSQL cluster (with TLS if asked) and PgBouncer.
+
+Everything listens on 127.0.0.1 only, on free ports, and is torn down by the test
+that made it. PostgreSQL and PgBouncer refuse to run as root: when the tests run as
+root (as CI does), they are started as the ``postgres`` system user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+POSTGRES_USER = "postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return args
+    return ["runuser", "-u", POSTGRES_USER, "--", *args]
+
+
+def _chown_to_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, POSTGRES_USER, POSTGRES_USER)
+        for child in path.rglob("*"):
+            shutil.chown(child, POSTGRES_USER, POSTGRES_USER)
+
+
+def _wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class TcpProxy:
+    """An asyncio TCP proxy: ``cut()`` drops every connection, ``stall()`` keeps
+    them open but stops forwarding (a peer gone silent), ``resume()`` heals."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server: asyncio.Server | None = None
+        self._transports: set[asyncio.StreamWriter] = set()
+        self.connections_made = 0
+
+    async def start(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections_made += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._transports.update({writer, up_writer})
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self._transports.difference_update({writer, up_writer})
+
+    def cut(self) -> int:
+        """Abort every open connection, both sides; returns how many there were."""
+        cut = len(self._transports)
+        for writer in list(self._transports):
+            writer.transport.abort()
+        self._transports.clear()
+        return cut
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+def _postgres_bindir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not candidates:
+        pytest.fail("PostgreSQL server binaries (pg_ctl, initdb) are not installed")
+    return Path(candidates[-1]).parent
+
+
+def make_certificates(directory: Path, *, hostname: str = "localhost") -> dict[str, Path]:
+    """A CA, a server certificate it signed (for ``hostname`` only) and an unrelated
+    CA, made with openssl for this test run."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    for name in ("ca", "other_ca"):
+        subject = f"/CN=todo-app test {name}"
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+                "-keyout", f"{name}.key", "-out", f"{name}.crt")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={hostname}",
+            "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (directory / "san.ext").write_text(f"subjectAltName=DNS:{hostname}\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext",
+            "-out", "server.crt")  # fmt: skip
+    (directory / "server.key").chmod(0o600)
+    return {
+        "ca": directory / "ca.crt",
+        "other_ca": directory / "other_ca.crt",
+        "cert": directory / "server.crt",
+        "key": directory / "server.key",
+    }
+
+
+def private_directory(prefix: str) -> Path:
+    """A fresh directory the ``postgres`` user can use (pytest's tmp_path is private
+    to root when the tests run as root)."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    _chown_to_postgres(directory)
+    return directory
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of the tests' own, in a temporary directory."""
+
+    def __init__(self, directory: Path, *, certificates: dict[str, Path] | None = None) -> None:
+        self.directory = directory
+        self.data = directory / "data"
+        self.port = free_port()
+        self.certificates = certificates
+        self.bindir = _postgres_bindir()
+
+    def start(self) -> PostgresCluster:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _chown_to_postgres(self.directory)
+        subprocess.run(
+            _as_postgres([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
+                          "--auth=trust", "--no-sync", "-E", "UTF8"]),
+            check=True, capture_output=True,
+        )  # fmt: skip
+        settings = [
+            f"port = {self.port}",
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{self.directory}'",
+            "fsync = off",
+            "max_connections = 150",
+        ]
+        if self.certificates:
+            for key in ("cert", "key", "ca"):
+                target = self.data / self.certificates[key].name
+                shutil.copy(self.certificates[key], target)
+            settings += ["ssl = on", "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'"]
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write("\n".join(settings) + "\n")
+        if self.certificates:
+            (self.data / "server.key").chmod(0o600)
+        _chown_to_postgres(self.directory)
+        self._pg_ctl("start", "-w", "-l", str(self.directory / "log"))
+        _wait_for_port(self.port)
+        return self
+
+    def _pg_ctl(self, *args: str) -> None:
+        result = subprocess.run(
+            _as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.data), *args]),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            log = (self.directory / "log").read_text() if (self.directory / "log").exists() else ""
+            raise RuntimeError(f"pg_ctl {args[0]} failed: {result.stderr}\n{log[-2000:]}")
+
+    def restart(self) -> None:
+        self._pg_ctl("restart", "-w", "-m", "fast", "-l", str(self.directory / "log"))
+        _wait_for_port(self.port)
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._pg_ctl("stop", "-w", "-m", "immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def url(self, database: str = "postgres", host: str = "127.0.0.1", query: str = "") -> str:
+        return f"postgresql://postgres@{host}:{self.port}/{database}{'?' + query if query else ''}"
+
+
+class PgBouncer:
+    """PgBouncer in transaction pooling mode, as Neon's pooler runs it."""
+
+    def __init__(self, directory: Path, *, server_port: int, databases: list[str]) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.server_port = server_port
+        self.databases = databases
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PgBouncer:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(binary).exists():
+            pytest.fail(
+                "pgbouncer is not installed: .ci/run installs it (apt-get install pgbouncer)"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lines = ["[databases]"]
+        lines += [
+            f"{db} = host=127.0.0.1 port={self.server_port} dbname={db}" for db in self.databases
+        ]
+        lines += [
+            "[pgbouncer]",
+            "listen_addr = 127.0.0.1",
+            f"listen_port = {self.port}",
+            "auth_type = trust",
+            f"auth_file = {self.directory / 'users.txt'}",
+            "pool_mode = transaction",
+            "default_pool_size = 4",
+            "max_client_conn = 200",
+            "ignore_startup_parameters = extra_float_digits",
+            f"unix_socket_dir = {self.directory}",
+            f"logfile = {self.directory / 'pgbouncer.log'}",
+        ]
+        (self.directory / "pgbouncer.ini").write_text("\n".join(lines) + "\n")
+        (self.directory / "users.txt").write_text('"postgres" ""\n')
+        _chown_to_postgres(self.directory)
+        args = [binary, str(self.directory / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            args[1:1] = ["-u", POSTGRES_USER]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _wait_for_port(self.port)
+        return self
+
+    def url(self, database: str, query: str = "") -> str:
+        return (
+            f"postgresql://postgres@127.0.0.1:{self.port}/{database}{'?' + query if query else ''}"
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+            if self.process.poll() is None:
+                self.process.kill()
