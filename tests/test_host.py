@@ -158,3 +158,51 @@ async def test_three_processes_migrating_at_once(
     names = [m.filename for m in todo_app.migration_history()]
     assert sorted(applied) == sorted(names), "each migration applied exactly once"
     assert await todo_app.applied_migrations(url) == names
+
+
+SQLITE_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from tortoise import Tortoise
+    import todo_app
+    from todo_app import TaskRepository, TaskUpdate
+
+    async def main(url, task_id, start):
+        await Tortoise.init(config=todo_app.tortoise_config(url))
+        time.sleep(max(0.0, start - time.time()))
+        repo = TaskRepository("shared")
+        for n in range(100):
+            await repo.update(task_id, TaskUpdate(description=f"{sys.argv[4]} {n}"))
+        await Tortoise.close_connections()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+    """
+)
+
+
+async def test_sqlite_writers_in_two_processes_wait_for_each_other(
+    fresh_database_url: FreshURL, tmp_path: Path
+) -> None:
+    """Read-then-write transactions from two processes on one SQLite file: they queue
+    on the write lock (BEGIN IMMEDIATE) instead of failing with "database is locked"."""
+    url = await fresh_database_url("sqlite")
+    await todo_app.migrate(url)
+    async with TortoiseContext():
+        await Tortoise.init(config=todo_app.tortoise_config(url, connection_name="mp_sqlite"))
+        task = await TaskRepository("shared").create(TaskCreate(title="contended"))
+    script = tmp_path / "writer.py"
+    script.write_text(SQLITE_WRITER)
+    start = str(__import__("time").time() + 1.0)
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, str(script), url.reveal(), str(task.id), start, f"p{n}",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        for n in range(2)
+    ]  # fmt: skip
+    for worker in workers:
+        _, err = await worker.communicate()
+        assert worker.returncode == 0, err.decode()[-2000:]
+    async with TortoiseContext():
+        await Tortoise.init(config=todo_app.tortoise_config(url, connection_name="mp_sqlite"))
+        assert (await TaskRepository("shared").get(task.id)).version == 201

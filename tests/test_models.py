@@ -192,3 +192,10 @@ async def test_repr_keeps_user_text_out(todo_db: TodoDatabase) -> None:
 async def test_connection_is_not_named_default(todo_db: TodoDatabase) -> None:
     assert todo_db.connection.connection_name != "default"
     assert Task._meta.db.connection_name == todo_db.connection.connection_name
+
+
+async def test_bulk_update_is_refused(todo_db: TodoDatabase) -> None:
+    task = await Task.create(user_id="alice", title="t")
+    task.status = TaskStatus.COMPLETED
+    with pytest.raises(NotImplementedError, match="bypass the task rules"):
+        Task.bulk_update([task], fields=["status"])

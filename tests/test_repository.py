@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import json
 import uuid
 
 import pydantic
@@ -26,6 +28,12 @@ from todo_app.models import Task
 from todo_app.testing import TodoDatabase
 
 pytestmark = pytest.mark.usefixtures("todo_db")
+
+
+def _cursor(document: object) -> str:
+    extra = {"o": "newest", "s": None} if isinstance(document, dict) else {}
+    payload = {**document, **extra} if isinstance(document, dict) else document
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
 async def make(repo: TaskRepository, count: int, prefix: str = "task") -> list[TaskRead]:
@@ -271,6 +279,17 @@ async def test_status_filter() -> None:
         ({"cursor": "e30"}, "cursor"),  # base64 of "{}"
         ({"cursor": "A" * 10_000}, "cursor"),
         ({"cursor": "' OR 1=1 --"}, "cursor"),
+        ({"cursor": _cursor({"t": "2026-01-01T00:00:00+00:00", "i": 123})}, "cursor"),
+        (
+            {"cursor": _cursor({"t": "9999-12-31T23:59:59-05:00", "i": str(uuid.UUID(int=1))})},
+            "cursor",
+        ),
+        (
+            {"cursor": _cursor({"t": "0001-01-01T00:00:00+05:00", "i": str(uuid.UUID(int=1))})},
+            "cursor",
+        ),
+        ({"cursor": _cursor({"t": "2026-01-01T00:00:00", "i": str(uuid.UUID(int=1))})}, "cursor"),
+        ({"cursor": _cursor([1, 2])}, "cursor"),
     ],
 )
 async def test_bad_list_arguments(kwargs: dict[str, object], field: str) -> None:
@@ -325,13 +344,16 @@ async def test_expected_version_mismatch_changes_nothing() -> None:
     assert (stored.title, stored.version, stored.status) == ("v2", 2, TaskStatus.PENDING)
 
 
-@pytest.mark.parametrize("version", [0, -1, "2", 1.5, True])
+@pytest.mark.parametrize("version", [0, -1, "2", 1.5, True, 2**31, 2**70])
 async def test_bad_expected_version(version: object) -> None:
     repo = TaskRepository("alice")
     task = await repo.create(TaskCreate(title="t"))
     with pytest.raises(TaskValidationError) as raised:
         await repo.update(task.id, TaskUpdate(title="x"), expected_version=version)  # type: ignore[arg-type]
     assert raised.value.field == "expected_version"
+    with pytest.raises(TaskValidationError):
+        await repo.delete(task.id, expected_version=version)  # type: ignore[arg-type]
+    assert (await repo.get(task.id)).version == 1
 
 
 async def test_complete_and_reopen_are_idempotent() -> None:
@@ -424,6 +446,15 @@ async def test_bulk_create(todo_db: TodoDatabase) -> None:
     assert page.items[0].completed_at is not None
     assert {t.version for t in (await repo.list(limit=200)).items} == {1}
     assert await repo.bulk_create([]) == 0
+
+
+async def test_bulk_create_with_many_client_ids(todo_db: TodoDatabase) -> None:
+    repo = TaskRepository("alice")
+    ids = [uuid.uuid4() for _ in range(1300)]  # more than one existence-check chunk
+    assert await repo.bulk_create(TaskCreate(id=i, title="x") for i in ids) == 1300
+    with pytest.raises(TaskConflict):
+        await repo.bulk_create([TaskCreate(title="new"), TaskCreate(id=ids[-1], title="x")])
+    assert await row_count(todo_db) == 1300
 
 
 async def test_bulk_create_is_all_or_nothing(todo_db: TodoDatabase) -> None:

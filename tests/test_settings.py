@@ -267,3 +267,27 @@ async def test_tortoise_debug_log_does_not_show_the_password(
         await Tortoise.init(config=config)
     assert "averylongsecretpassword" not in caplog.text
     assert "avery" not in caplog.text  # Tortoise would print a third of a str password
+
+
+def test_encoded_password_keys_are_masked_and_plus_is_kept() -> None:
+    url = DatabaseURL("postgresql://app@db.example/app?pass%77ord=hunter2&sslmode=disable")
+    assert "hunter2" not in repr(url)
+    assert url.password == "hunter2"
+    plus = DatabaseURL("postgresql://app@db.example/app?password=ab+cd")
+    assert plus.password == "ab+cd"  # libpq keeps "+"; form decoding would make a space
+    password = credentials(plus.reveal())["password"]
+    assert callable(password)
+    assert password() == "ab+cd"
+
+
+def test_statement_timeout_reaches_server_and_client() -> None:
+    creds = credentials("postgresql://u@h/db", statement_timeout=30)
+    assert creds["server_settings"] == {"statement_timeout": "30000"}
+    assert creds["command_timeout"] == 35
+    tiny = credentials("postgresql://u@h/db", statement_timeout=0.0004)
+    assert tiny["server_settings"]["statement_timeout"] == "1", "0 would mean no limit"
+    pooled = credentials("postgresql://u@h-pooler/db", statement_timeout=2)
+    assert "server_settings" not in pooled  # PgBouncer refuses startup parameters
+    assert pooled["command_timeout"] == 4
+    assert credentials("postgresql://u@h/db", connect_timeout=3)["timeout"] == 3
+    assert "command_timeout" not in credentials("postgresql://u@h/db")

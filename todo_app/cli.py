@@ -554,7 +554,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tortoise.exceptions import DBConnectionError
 
-    from todo_app.errors import TaskConflict, TaskNotFound, TaskValidationError
+    from todo_app.errors import (
+        TaskConflict,
+        TaskError,
+        TaskNotFound,
+        TaskStoreUnavailable,
+        TaskValidationError,
+    )
     from todo_app.settings import DatabaseURL, DatabaseURLError, get_settings
 
     try:
@@ -576,6 +582,10 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"conflict: {exc}", EXIT_CONFLICT) from None
     except TaskValidationError as exc:
         raise CliError(f"invalid {exc}", EXIT_VALIDATION) from None
+    except TaskStoreUnavailable as exc:
+        raise CliError(f"cannot reach the database at {url}: {exc}", EXIT_UNREACHABLE) from None
+    except TaskError as exc:  # pragma: no cover - every TaskError has a case above
+        raise CliError(str(exc)) from None
     except (OSError, DBConnectionError) as exc:
         # Refused, unreachable host, DNS failure, TLS handshake failure...
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

@@ -31,11 +31,11 @@ from typing import Any, Final
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
-from tortoise.transactions import in_transaction
 
 from todo_app.config import APP_LABEL, app_config, tortoise_config
 from todo_app.models import Task
 from todo_app.settings import DatabaseURL
+from todo_app.transactions import write_transaction
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -224,12 +224,9 @@ async def _run_locked(
     way, concurrent runners (other processes included) queue here, then re-read what
     is applied: each migration runs exactly once.
     """
-    async with in_transaction(db.connection_name) as tx:
+    async with write_transaction(db.connection_name) as tx:
         if _dialect(tx) == "postgres":
             await tx.execute_query("SELECT pg_advisory_xact_lock($1)", [_ADVISORY_LOCK_KEY])
-        else:
-            await tx.execute_query("COMMIT")  # the deferred BEGIN Tortoise just issued
-            await tx.execute_query("BEGIN IMMEDIATE")
         return await step(tx)
 
 

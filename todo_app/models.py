@@ -235,6 +235,15 @@ class Task(Model):
         else:
             self.completed_at = None
 
+    @classmethod
+    def bulk_update(cls, *args: Any, **kwargs: Any) -> Any:
+        """Refused: Tortoise's ``bulk_update`` skips ``clean()``, ``version`` and
+        ``updated_at``. Use ``TaskRepository`` or ``Task.filter(...).update(...)``."""
+        raise NotImplementedError(
+            "Task.bulk_update would bypass the task rules (version, updated_at, "
+            "completed_at); use TaskRepository or Task.filter(...).update(...)"
+        )
+
     async def save(
         self,
         using_db: BaseDBAsyncClient | None = None,

@@ -50,16 +50,27 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             document = json.loads(raw)
+            moment, task_id = document["t"], document["i"]
+            if not isinstance(moment, str) or not isinstance(task_id, str):
+                raise TypeError
+            created_at = dt.datetime.fromisoformat(moment)
+            if created_at.tzinfo is None:
+                raise TypeError
             cursor = cls(
-                created_at=dt.datetime.fromisoformat(document["t"]),
-                id=uuid.UUID(document["i"]),
+                created_at=created_at.astimezone(dt.UTC),
+                id=uuid.UUID(task_id),
                 order=document["o"],
                 status=document["s"],
             )
-        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        except (
+            binascii.Error,
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            OverflowError,  # a date at the edge of the calendar, shifted to UTC
+        ):
             raise TaskValidationError("cursor", "is not a cursor this API returned") from None
-        if cursor.created_at.tzinfo is None:
-            raise TaskValidationError("cursor", "is not a cursor this API returned")
         if cursor.order != order or cursor.status != status:
             raise TaskValidationError(
                 "cursor", "belongs to a listing with another order or status filter"

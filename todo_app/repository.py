@@ -27,7 +27,6 @@ from tortoise.exceptions import (
 )
 from tortoise.expressions import Q
 from tortoise.functions import Count
-from tortoise.transactions import in_transaction
 
 from todo_app import rules
 from todo_app.errors import (
@@ -41,10 +40,12 @@ from todo_app.errors import (
 from todo_app.models import Task, TaskStatus
 from todo_app.pagination import Cursor, Order
 from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
+from todo_app.transactions import write_transaction
 
 __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]
 
 MAX_PAGE_SIZE: Final = 200
+_MAX_VERSION: Final = 2**31 - 1  # the version column is a 32-bit integer
 _BULK_BATCH: Final = 500
 Schema = TypeVar("Schema", TaskCreate, TaskUpdate)
 
@@ -200,12 +201,13 @@ class TaskRepository:
             tasks.append(self._new(data))
         if not tasks:
             return 0
-        connection = Task._meta.default_connection
+        connection = Task._meta.db.connection_name
         with _translated():
-            async with in_transaction(connection) as tx:
-                if seen:
-                    taken = await Task.filter(id__in=list(seen)).using_db(tx).exists()
-                    if taken:
+            async with write_transaction(connection) as tx:
+                wanted = builtins.list(seen)
+                for start in range(0, len(wanted), _BULK_BATCH):
+                    chunk = wanted[start : start + _BULK_BATCH]
+                    if await Task.filter(id__in=chunk).using_db(tx).exists():
                         raise TaskConflict("an item's id is already in use")
                 for start in range(0, len(tasks), _BULK_BATCH):
                     batch = tasks[start : start + _BULK_BATCH]
@@ -300,8 +302,9 @@ class TaskRepository:
         _check_version(expected_version)
         if uid is None:
             raise TaskNotFound(task_id)
+        connection = Task._meta.db.connection_name
         with _translated():
-            async with in_transaction(Task._meta.default_connection) as tx:
+            async with write_transaction(connection) as tx:
                 # FOR UPDATE on PostgreSQL: concurrent writers queue here and then
                 # see the version the winner wrote.
                 task = await self._mine(uid).using_db(tx).select_for_update().first()
@@ -355,8 +358,8 @@ def _check_version(expected_version: object) -> None:
         return
     if isinstance(expected_version, bool) or not isinstance(expected_version, int):
         raise TaskValidationError("expected_version", "must be an integer")
-    if expected_version < 1:
-        raise TaskValidationError("expected_version", "must be at least 1")
+    if not 1 <= expected_version <= _MAX_VERSION:
+        raise TaskValidationError("expected_version", f"must be between 1 and {_MAX_VERSION}")
 
 
 def _status(value: object) -> TaskStatus:
@@ -402,15 +405,20 @@ def _unavailable(exc: BaseException) -> TaskStoreUnavailable | None:
         OSError
         | DBConnectionError
         | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
         | asyncpg.CannotConnectNowError
         | asyncpg.TooManyConnectionsError
-        | asyncpg.AdminShutdownError,
+        | asyncpg.AdminShutdownError
+        # asyncpg's own state machine, when the server vanished mid-operation.
+        | asyncpg.InternalClientError,
     ):
         reason = str(exc).splitlines()[0][:200] if str(exc) else ""
         return TaskStoreUnavailable(
             f"the database is unavailable ({type(exc).__name__}{': ' + reason if reason else ''})"
         )
+    if isinstance(exc, asyncpg.InterfaceError) and (
+        "closed" in str(exc) or "in progress" in str(exc)
+    ):
+        return TaskStoreUnavailable(f"the connection was lost ({str(exc)[:200]})")
     if isinstance(exc, OperationalError) and "database is locked" in str(exc):
         return TaskStoreUnavailable("the database is busy (locked by another writer)")
     cause = exc.__cause__ or exc.__context__

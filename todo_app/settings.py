@@ -10,10 +10,11 @@ keyword arguments asyncpg takes, because Tortoise would pass them through raw.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from enum import StrEnum
 from typing import Any, Final, Self
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, GetCoreSchemaHandler, field_validator, model_validator
 from pydantic_core import core_schema
@@ -37,7 +38,8 @@ _POSTGRES_SCHEMES: Final = frozenset({"postgres", "postgresql", "asyncpg"})
 #: asyncpg's own default; PgBouncer in transaction mode needs 0.
 _DEFAULT_STATEMENT_CACHE_SIZE: Final = 100
 #: How much longer than the server's statement_timeout the client waits for an
-#: answer: the server's own cancellation normally comes first, with its clear error.
+#: answer (at most; never more than the timeout itself): the server's own
+#: cancellation normally comes first, with its clear error.
 _CLIENT_TIMEOUT_MARGIN: Final = 5.0
 
 
@@ -136,7 +138,7 @@ class DatabaseURL:
         return unquote(self._parts.path.lstrip("/")) or None
 
     def query(self) -> dict[str, str]:
-        return dict(parse_qsl(self._parts.query, keep_blank_values=True))
+        return _parse_query(self._parts.query)
 
     def with_database(self, database: str) -> DatabaseURL:
         """The same server and credentials, another database (tests create their own)."""
@@ -256,11 +258,15 @@ class DatabaseURL:
         if statement_cache_size is None:
             statement_cache_size = 0 if pooler else _DEFAULT_STATEMENT_CACHE_SIZE
         credentials["statement_cache_size"] = statement_cache_size
+        credentials["reset"] = _reset_session
         if statement_timeout is not None:
             if not pooler:
                 server_settings = credentials.setdefault("server_settings", {})
-                server_settings.setdefault("statement_timeout", str(int(statement_timeout * 1000)))
-            credentials["command_timeout"] = statement_timeout + _CLIENT_TIMEOUT_MARGIN
+                # Rounded up: PostgreSQL reads 0 as "no limit".
+                milliseconds = max(1, math.ceil(statement_timeout * 1000))
+                server_settings.setdefault("statement_timeout", str(milliseconds))
+            margin = min(_CLIENT_TIMEOUT_MARGIN, statement_timeout)
+            credentials["command_timeout"] = statement_timeout + margin
 
         if params:
             raise DatabaseURLError(
@@ -286,6 +292,20 @@ class DatabaseURL:
         return core_schema.no_info_plain_validator_function(
             build, serialization=core_schema.plain_serializer_function_ser_schema(str)
         )
+
+
+async def _reset_session(connection: Any) -> None:
+    """asyncpg's own reset (the same query: nothing is skipped, so no session state
+    crosses from one user of the pool to the next), except that a connection which
+    died after its query had already succeeded is discarded quietly: asyncpg would
+    otherwise raise from the *release*, and report a committed write as failed.
+    """
+    import asyncpg  # deferred: SQLite users never need it
+
+    try:
+        await connection.execute(connection.get_reset_query())
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+        connection.terminate()  # the pool opens a fresh one on the next acquire
 
 
 class _Password:
@@ -322,12 +342,24 @@ def _mask(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         rest = f"{user}:***@{location}" if colon else f"{user}@{location}"
     before_query, qmark, query = rest.partition("?")
-    # libpq also accepts the password as a query parameter.
+    # libpq also accepts the password as a query parameter, its key perhaps encoded.
     query = "&".join(
-        "password=***" if part.lower().startswith("password=") else part
+        f"{key}=***" if unquote(key).strip().lower() == "password" else part
         for part in query.split("&")
+        for key in [part.partition("=")[0]]
     )
     return f"{scheme}://{before_query}{qmark}{query}"
+
+
+def _parse_query(query: str) -> dict[str, str]:
+    """URL query parameters as libpq reads them: percent-decoded, and a "+" is a
+    plus sign (``parse_qsl`` would make it a space, changing a password)."""
+    params = {}
+    for part in query.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            params[unquote(key)] = unquote(value)
+    return params
 
 
 def _parse_sslmode(value: str, where: str) -> SSLMode:

@@ -90,6 +90,7 @@ def _admin_dsn(url: DatabaseURL) -> dict[str, Any]:
     credentials.pop("minsize", None)
     credentials.pop("maxsize", None)
     credentials.pop("application_name", None)
+    credentials.pop("reset", None)  # a pool option, not a connection one
     return {**credentials, "password": password() if callable(password) else password}
 
 
