@@ -342,3 +342,31 @@ async def test_two_hundred_coroutines_over_a_pool_of_ten(database: DatabaseURL) 
     rate = counts["ops"] / 3
     print(f"\nmixed load: {counts['ops']} ops in 3s ({rate:.0f}/s), {counts['conflicts']} "
           f"intended conflicts, backends {before}->{during}->{after}")  # fmt: skip
+
+
+async def test_a_transaction_that_dies_at_begin_leaves_nothing_behind(
+    database: DatabaseURL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tortoise marks the task as in a transaction before BEGIN; when BEGIN meets a
+    dead connection, the package gives the mark and the connection back."""
+    from tortoise.backends.asyncpg.client import TransactionWrapper
+
+    original = TransactionWrapper.begin
+    failures = iter([True])
+
+    async def begin(self: TransactionWrapper) -> None:
+        if next(failures, False):
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+        await original(self)
+
+    async with connected(database.reveal(), "begin_dies", pool_max_size=2):
+        repo = TaskRepository("unlucky")
+        task = await repo.create(TaskCreate(title="t"))
+        monkeypatch.setattr(TransactionWrapper, "begin", begin)
+        with pytest.raises(TaskStoreUnavailable):
+            await repo.update(task.id, TaskUpdate(title="lost"))
+        # Same task: a real transaction again (not a savepoint on a released
+        # connection), and every pooled connection is back.
+        assert (await repo.update(task.id, TaskUpdate(title="kept"))).title == "kept"
+        pool = Tortoise.get_connection("begin_dies")._pool  # type: ignore[attr-defined]
+        assert pool.get_idle_size() == pool.get_size()

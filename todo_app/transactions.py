@@ -1,18 +1,29 @@
-"""Write transactions that wait for each other instead of failing, on both dialects.
+"""Write transactions that wait for each other instead of failing, and that clean up
+after themselves when the connection dies.
 
-Tortoise begins SQLite transactions as ``BEGIN`` (deferred): two processes that each
-read and then write inside a transaction do not queue on SQLite's busy timeout, one
-of them fails at once with "database is locked". A write transaction here takes the
-write lock up front (``BEGIN IMMEDIATE``), so concurrent writers wait their turn.
-PostgreSQL needs nothing: row locks and MVCC do the queueing.
+* Tortoise begins SQLite transactions as ``BEGIN`` (deferred): two processes that each
+  read and then write inside a transaction do not queue on SQLite's busy timeout; one
+  fails at once with "database is locked". Here a write transaction takes the write
+  lock up front (``BEGIN IMMEDIATE``), so concurrent writers wait their turn.
+  PostgreSQL needs nothing: row locks and MVCC do the queueing.
+* Tortoise 1.1's pooled transaction marks the task as "in a transaction" *before* it
+  sends ``BEGIN``; if the connection is dead by then, the mark and the pooled
+  connection are never given back, and every later transaction of that task becomes a
+  savepoint on a released connection. Here both are restored whatever fails.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
-from tortoise.backends.base.client import BaseDBAsyncClient, NestedTransactionContext
+from tortoise.backends.base.client import (
+    BaseDBAsyncClient,
+    NestedTransactionContext,
+    TransactionContext,
+)
+from tortoise.connection import get_connections
 from tortoise.transactions import in_transaction
 
 __all__ = ["write_transaction"]
@@ -27,10 +38,47 @@ async def write_transaction(connection_name: str) -> AsyncIterator[BaseDBAsyncCl
     """
     context = in_transaction(connection_name)
     nested = isinstance(context, NestedTransactionContext)
-    async with context as tx:
+    try:
+        tx = await context.__aenter__()
+    except BaseException:
+        await _give_back(context, release=True)
+        raise
+    try:
         if not nested and tx.capabilities.dialect == "sqlite":
             # Swap the deferred BEGIN Tortoise just issued for an immediate one. The
             # connection is Tortoise's single SQLite connection, held under its lock.
             await tx.execute_query("COMMIT")
             await tx.execute_query("BEGIN IMMEDIATE")
         yield tx
+    except BaseException as exc:
+        try:
+            await context.__aexit__(type(exc), exc, exc.__traceback__)
+        finally:
+            await _give_back(context, release=False)
+        raise
+    else:
+        try:
+            await context.__aexit__(None, None, None)
+        finally:
+            await _give_back(context, release=False)
+
+
+async def _give_back(context: TransactionContext, *, release: bool) -> None:
+    """Undo what a transaction context left behind; a no-op when it left nothing."""
+    token = getattr(context, "token", None)
+    if token is None or token._used:
+        return
+    get_connections().reset(token)
+    if not release:
+        return
+    # Entering failed after the context took its resources: the pooled connection
+    # (PostgreSQL) or the connection lock (SQLite) must be given back.
+    lock = getattr(context, "_trxlock", None)
+    if lock is not None and lock.locked():
+        lock.release()
+    client: Any = getattr(context, "client", None)
+    connection = getattr(client, "_connection", None)
+    pool = getattr(getattr(client, "_parent", None), "_pool", None)
+    if connection is not None and pool is not None:
+        with contextlib.suppress(Exception):  # it is being discarded: it may be dead
+            await pool.release(connection)
