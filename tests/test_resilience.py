@@ -30,6 +30,7 @@ from todo_app import (
     TaskUpdate,
 )
 from todo_app.settings import DatabaseURL
+from todo_app.transactions import write_transaction
 
 pytestmark = pytest.mark.postgres
 FreshURL = Callable[[str], Awaitable[DatabaseURL]]
@@ -360,13 +361,15 @@ async def test_a_transaction_that_dies_at_begin_leaves_nothing_behind(
         await original(self)
 
     async with connected(database.reveal(), "begin_dies", pool_max_size=2):
-        repo = TaskRepository("unlucky")
-        task = await repo.create(TaskCreate(title="t"))
         monkeypatch.setattr(TransactionWrapper, "begin", begin)
-        with pytest.raises(TaskStoreUnavailable):
-            await repo.update(task.id, TaskUpdate(title="lost"))
+        with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+            async with write_transaction("begin_dies"):
+                pass
         # Same task: a real transaction again (not a savepoint on a released
         # connection), and every pooled connection is back.
-        assert (await repo.update(task.id, TaskUpdate(title="kept"))).title == "kept"
+        async with write_transaction("begin_dies") as tx:
+            _, rows = await tx.execute_query("SELECT txid_current_if_assigned() IS NULL AS fresh")
+            assert rows[0]["fresh"]
+        assert await todo_app.migrate(database) == []  # the migrator's transactions too
         pool = Tortoise.get_connection("begin_dies")._pool  # type: ignore[attr-defined]
         assert pool.get_idle_size() == pool.get_size()

@@ -13,11 +13,13 @@ import asyncio
 import builtins
 import contextlib
 import functools
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final, ParamSpec, TypeVar
 
 import pydantic
+from tortoise.backends.base.client import PoolConnectionWrapper
 from tortoise.exceptions import (
     DBConnectionError,
     IntegrityError,
@@ -25,10 +27,8 @@ from tortoise.exceptions import (
     TransactionManagementError,
     ValidationError,
 )
-from tortoise.expressions import Q
-from tortoise.functions import Count
 
-from todo_app import rules
+from todo_app import rules, sql
 from todo_app.errors import (
     TaskConflict,
     TaskError,
@@ -37,9 +37,11 @@ from todo_app.errors import (
     TaskStoreUnavailable,
     TaskValidationError,
 )
-from todo_app.models import Task, TaskStatus
+from todo_app.models import Task, TaskStatus, utc_now
 from todo_app.pagination import Cursor, Order
+from todo_app.pool import mark_clean
 from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
+from todo_app.sql import Runner
 from todo_app.transactions import write_transaction
 
 __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]
@@ -47,6 +49,7 @@ __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]
 MAX_PAGE_SIZE: Final = 200
 _MAX_VERSION: Final = 2**31 - 1  # the version column is a 32-bit integer
 _BULK_BATCH: Final = 500
+_COPY_BATCH: Final = 5000
 Schema = TypeVar("Schema", TaskCreate, TaskUpdate)
 
 
@@ -88,10 +91,16 @@ class TaskRepository:
     @_guarded
     async def get(self, task_id: uuid.UUID | str) -> TaskRead:
         """The task, or ``TaskNotFound`` (also for another owner's task)."""
-        task = await self._mine(_task_uuid(task_id)).first()
-        if task is None:
+        uid = _task_uuid(task_id)
+        runner = _runner()
+        row = (
+            None
+            if uid is None
+            else await runner.fetchrow(sql.GET, uid, self._owner, idempotent=True)
+        )
+        if row is None:
             raise TaskNotFound(task_id)
-        return _read(task)
+        return _read(row)
 
     @_guarded
     async def list(
@@ -105,7 +114,8 @@ class TaskRepository:
         """One page of tasks in ``(created_at, id)`` order, newest or oldest first.
 
         Keyset pagination: pass ``next_cursor`` back to get the next page. Rows
-        inserted while a client walks the pages never make it see a task twice.
+        inserted while a client walks the pages never make it see a task twice, and
+        a deep page costs what the first one does.
         """
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise TaskValidationError("limit", "must be an integer")
@@ -114,24 +124,18 @@ class TaskRepository:
         if order not in ("newest", "oldest"):
             raise TaskValidationError("order", "must be 'newest' or 'oldest'")
         wanted = _status(status) if status is not None else None
-        query = Task.filter(user_id=self._owner)
+        args: builtins.list[Any] = [self._owner]
         if wanted is not None:
-            query = query.filter(status=wanted)
+            args.append(wanted.value)
         if cursor is not None:
             after = Cursor.decode(cursor, order=order, status=wanted)
-            if order == "newest":
-                query = query.filter(
-                    Q(created_at__lt=after.created_at)
-                    | Q(created_at=after.created_at, id__lt=after.id)
-                )
-            else:
-                query = query.filter(
-                    Q(created_at__gt=after.created_at)
-                    | Q(created_at=after.created_at, id__gt=after.id)
-                )
-        ordering = ("-created_at", "-id") if order == "newest" else ("created_at", "id")
-        rows = await query.order_by(*ordering).limit(limit + 1)
-        items = [_read(task) for task in rows[:limit]]
+            args += [after.created_at, after.id]
+        args.append(limit + 1)
+        query = sql.listing(
+            newest=order == "newest", with_status=wanted is not None, after=cursor is not None
+        )
+        rows = await _runner().fetch(query, *args, idempotent=True)
+        items = [_read(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = items[-1]
@@ -142,14 +146,9 @@ class TaskRepository:
     async def counts(self) -> dict[TaskStatus, int]:
         """How many tasks the owner has in each status; every status is present."""
         result = dict.fromkeys(TaskStatus, 0)
-        rows = (
-            await Task.filter(user_id=self._owner)
-            .annotate(n=Count("id"))
-            .group_by("status")
-            .values_list("status", "n")
-        )
-        for status, count in rows:
-            result[TaskStatus(status)] = int(count)
+        for row in await _runner().fetch(sql.COUNTS, self._owner, idempotent=True):
+            with contextlib.suppress(ValueError):  # a status from a newer version
+                result[TaskStatus(row["status"])] = int(row["n"])
         return result
 
     # -- writing --------------------------------------------------------------------
@@ -160,21 +159,17 @@ class TaskRepository:
         returns the stored task; the same id with other content (or another
         owner's id) is ``TaskConflict``."""
         data = _validated(TaskCreate, data)
-        if data.id is not None:
-            existing = await Task.filter(id=data.id).first()
-            if existing is not None:
-                return self._same_create(existing, data)
-        task = self._new(data)
-        try:
-            with _translated():
-                await task.save(force_create=True)
-        except TaskConflict:
-            # Lost a race with an identical retry: answer as the retry would.
-            existing = await Task.filter(id=task.id).first()
-            if existing is None:  # pragma: no cover - the winner was deleted meanwhile
-                raise
-            return self._same_create(existing, data)
-        return _read(task)
+        row = self._row(data)
+        runner = _runner()
+        # "Insert unless the id exists" is idempotent, so it may be retried on a fresh
+        # connection; for a generated id, a second try finds its own first row.
+        if await runner.fetch(sql.INSERT_IF_NEW, *row, idempotent=True):
+            return _read(dict(zip(sql.COLUMNS, row, strict=True)))
+        data = data.model_copy(update={"id": row[0]}) if data.id is None else data
+        existing = await runner.fetchrow(sql.GET_ANY_OWNER, row[0], idempotent=True)
+        if existing is None:  # pragma: no cover - deleted between the two statements
+            raise TaskConflict(f"task id {data.id} is already used for different content")
+        return self._same_create(_read(existing), data)
 
     @_guarded
     async def bulk_create(
@@ -189,8 +184,9 @@ class TaskRepository:
         ``items[<index>].<field>``); a client id used twice, or already taken, is
         ``TaskConflict``. ``progress``, if given, is called with the number of rows
         written so far after each batch (before the commit that makes them visible).
+        On PostgreSQL the rows go in with COPY.
         """
-        tasks: builtins.list[Task] = []
+        rows: builtins.list[tuple[Any, ...]] = []
         seen: set[uuid.UUID] = set()
         for index, item in enumerate(items):
             data = _validated(TaskCreate, item, prefix=f"items[{index}].")
@@ -198,23 +194,15 @@ class TaskRepository:
                 if data.id in seen:
                     raise TaskConflict(f"items[{index}].id: {data.id} appears twice")
                 seen.add(data.id)
-            tasks.append(self._new(data))
-        if not tasks:
+            rows.append(self._row(data))
+        if not rows:
             return 0
-        connection = Task._meta.db.connection_name
-        with _translated():
-            async with write_transaction(connection) as tx:
-                wanted = builtins.list(seen)
-                for start in range(0, len(wanted), _BULK_BATCH):
-                    chunk = wanted[start : start + _BULK_BATCH]
-                    if await Task.filter(id__in=chunk).using_db(tx).exists():
-                        raise TaskConflict("an item's id is already in use")
-                for start in range(0, len(tasks), _BULK_BATCH):
-                    batch = tasks[start : start + _BULK_BATCH]
-                    await Task.bulk_create(batch, using_db=tx)
-                    if progress is not None:
-                        progress(start + len(batch))
-        return len(tasks)
+        db = Task._meta.db
+        if db.capabilities.dialect == "postgres":
+            await _copy_rows(db, rows, seen, progress)
+        else:
+            await _insert_rows(db, rows, seen, progress)
+        return len(rows)
 
     @_guarded
     async def update(
@@ -228,21 +216,21 @@ class TaskRepository:
         ``TaskConflict`` (changing nothing) unless the stored version matches. A
         change that changes nothing is not a write: the version stays."""
         changes = _validated(TaskUpdate, data).changes()
-        return await self._write(task_id, expected_version, lambda _task: changes)
+        return await self._write(task_id, expected_version, changes)
 
     @_guarded
     async def complete(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> TaskRead:
         """Mark the task completed; on a completed task, a no-op (version kept)."""
-        return await self._write(task_id, expected_version, _set_status(TaskStatus.COMPLETED))
+        return await self._write(task_id, expected_version, {"status": TaskStatus.COMPLETED})
 
     @_guarded
     async def reopen(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> TaskRead:
         """Mark the task pending again; on a pending task, a no-op (version kept)."""
-        return await self._write(task_id, expected_version, _set_status(TaskStatus.PENDING))
+        return await self._write(task_id, expected_version, {"status": TaskStatus.PENDING})
 
     @_guarded
     async def delete(
@@ -251,36 +239,38 @@ class TaskRepository:
         """Delete the task; ``TaskConflict`` if ``expected_version`` is stale."""
         uid = _task_uuid(task_id)
         _check_version(expected_version)
-        query = self._mine(uid)
-        if expected_version is not None:
-            query = query.filter(version=expected_version)
-        if await query.delete():
+        if uid is None:
+            raise TaskNotFound(task_id)
+        runner = _runner()
+        if expected_version is None:
+            deleted = await runner.fetch(sql.DELETE, uid, self._owner)
+        else:
+            deleted = await runner.fetch(sql.DELETE_VERSION, uid, self._owner, expected_version)
+        if deleted:
             return
-        if expected_version is not None and await self._mine(uid).exists():
+        if expected_version is not None and await runner.fetchrow(sql.GET, uid, self._owner):
             raise TaskConflict(f"task {uid} is not at version {expected_version}")
         raise TaskNotFound(task_id)
 
     # -- internals ------------------------------------------------------------------
 
-    def _mine(self, task_id: uuid.UUID | None) -> Any:
-        if task_id is None:
-            # A malformed id matches nothing; filtering keeps one code path.
-            return Task.filter(user_id=self._owner, id=uuid.UUID(int=0))
-        return Task.filter(user_id=self._owner, id=task_id)
-
-    def _new(self, data: TaskCreate) -> Task:
-        task = Task(
-            id=data.id or uuid.uuid4(),
-            user_id=self._owner,
-            title=data.title,
-            description=data.description,
-            status=data.status,
+    def _row(self, data: TaskCreate) -> tuple[Any, ...]:
+        """The stored row of a new task, in ``sql.COLUMNS`` order."""
+        now = utc_now()
+        completed_at = now if data.status == TaskStatus.COMPLETED else None
+        return (
+            data.id or uuid.uuid4(),
+            self._owner,
+            data.title,
+            data.description,
+            data.status.value,
+            1,
+            now,
+            now,
+            completed_at,
         )
-        with _translated():
-            task.clean()
-        return task
 
-    def _same_create(self, existing: Task, data: TaskCreate) -> TaskRead:
+    def _same_create(self, existing: TaskRead, data: TaskCreate) -> TaskRead:
         same = (
             existing.user_id == self._owner
             and existing.title == data.title
@@ -290,55 +280,105 @@ class TaskRepository:
         if not same:
             # One message whoever owns the id: nothing about the other row leaks.
             raise TaskConflict(f"task id {data.id} is already used for different content")
-        return _read(existing)
+        return existing
 
     async def _write(
         self,
         task_id: uuid.UUID | str,
         expected_version: int | None,
-        compute: Callable[[Task], dict[str, Any]],
+        changes: dict[str, Any],
     ) -> TaskRead:
+        """One UPDATE that applies ``changes`` only if the row is this owner's, at the
+        expected version, and actually changes; when it matches nothing, one SELECT
+        tells why (not found, stale version, or nothing to change)."""
         uid = _task_uuid(task_id)
         _check_version(expected_version)
         if uid is None:
             raise TaskNotFound(task_id)
-        connection = Task._meta.db.connection_name
-        with _translated():
-            async with write_transaction(connection) as tx:
-                # FOR UPDATE on PostgreSQL: concurrent writers queue here and then
-                # see the version the winner wrote.
-                task = await self._mine(uid).using_db(tx).select_for_update().first()
-                if task is None:
-                    raise TaskNotFound(task_id)
-                if expected_version is not None and task.version != expected_version:
-                    raise TaskConflict(
-                        f"task {uid} is at version {task.version}, not {expected_version}"
-                    )
-                changes = {
-                    name: value
-                    for name, value in compute(task).items()
-                    if getattr(task, name) != value
-                }
-                if not changes:
-                    return _read(task)
-                updated = (
-                    await self._mine(uid)
-                    .filter(version=task.version)
-                    .using_db(tx)
-                    .update(**changes)
+        runner = _runner()
+        if changes:
+            names = sorted(changes)
+            values = [_column_value(changes[name]) for name in names]
+            query = sql.update(frozenset(names), with_version=expected_version is not None)
+            args = [uid, self._owner, utc_now(), *values]
+            if expected_version is not None:
+                args.append(expected_version)
+            row = await runner.fetchrow(query, *args)
+            if row is not None:
+                return _read(row)
+        current = await runner.fetchrow(sql.GET, uid, self._owner)
+        if current is None:
+            raise TaskNotFound(task_id)
+        task = _read(current)
+        if expected_version is not None and task.version != expected_version:
+            raise TaskConflict(f"task {uid} is at version {task.version}, not {expected_version}")
+        return task  # nothing to change: not a write, the version stays
+
+
+async def _copy_rows(
+    db: Any,
+    rows: builtins.list[tuple[Any, ...]],
+    ids: set[uuid.UUID],
+    progress: Callable[[int], object] | None,
+) -> None:
+    """PostgreSQL: check client ids in one query, then COPY in batches, all in one
+    transaction (a savepoint inside a caller's transaction)."""
+    wrapper = db.acquire_connection()
+    async with wrapper as connection:
+        if isinstance(wrapper, PoolConnectionWrapper):
+            mark_clean(connection)
+        async with connection.transaction():
+            if ids and await connection.fetchval(
+                'SELECT count(*) FROM "todo_app_task" WHERE "id" = ANY($1::uuid[])', list(ids)
+            ):
+                raise TaskConflict("an item's id is already in use")
+            for start in range(0, len(rows), _COPY_BATCH):
+                batch = rows[start : start + _COPY_BATCH]
+                await connection.copy_records_to_table(
+                    "todo_app_task", records=batch, columns=sql.COLUMNS
                 )
-                if updated != 1:  # pragma: no cover - the row lock makes this unreachable
-                    raise TaskConflict(f"task {uid} changed concurrently")
-                task = await self._mine(uid).using_db(tx).first()
-        return _read(task)
+                if progress is not None:
+                    progress(start + len(batch))
 
 
-def _set_status(status: TaskStatus) -> Callable[[Task], dict[str, Any]]:
-    return lambda _task: {"status": status}
+async def _insert_rows(
+    db: Any,
+    rows: builtins.list[tuple[Any, ...]],
+    ids: set[uuid.UUID],
+    progress: Callable[[int], object] | None,
+) -> None:
+    """SQLite: one write transaction of batched multi-row INSERTs."""
+    runner = Runner(db)
+    async with write_transaction(db.connection_name) as tx:
+        wanted = builtins.list(ids)
+        for start in range(0, len(wanted), _BULK_BATCH):
+            chunk = wanted[start : start + _BULK_BATCH]
+            marks = ", ".join("?" * len(chunk))
+            _, taken = await tx.execute_query(
+                f'SELECT 1 FROM "todo_app_task" WHERE "id" IN ({marks}) LIMIT 1',  # noqa: S608
+                [str(task_id) for task_id in chunk],
+            )
+            if taken:
+                raise TaskConflict("an item's id is already in use")
+        insert = sql.statement(sql.INSERT, "sqlite")
+        for start in range(0, len(rows), _BULK_BATCH):
+            batch = rows[start : start + _BULK_BATCH]
+            await tx.execute_many(insert, [[runner.value(v) for v in row] for row in batch])
+            if progress is not None:
+                progress(start + len(batch))
 
 
-def _read(task: Task) -> TaskRead:
-    return TaskRead.model_validate(task)
+def _runner() -> Runner:
+    # Task's connection in the current context: the host's name, or its transaction.
+    return Runner(Task._meta.db)
+
+
+def _read(row: Any) -> TaskRead:
+    return TaskRead.model_validate(dict(row))
+
+
+def _column_value(value: Any) -> Any:
+    return value.value if isinstance(value, TaskStatus) else value
 
 
 def _task_uuid(task_id: object) -> uuid.UUID | None:
@@ -419,7 +459,7 @@ def _unavailable(exc: BaseException) -> TaskStoreUnavailable | None:
         "closed" in str(exc) or "in progress" in str(exc)
     ):
         return TaskStoreUnavailable(f"the connection was lost ({str(exc)[:200]})")
-    if isinstance(exc, OperationalError) and "database is locked" in str(exc):
+    if isinstance(exc, OperationalError | sqlite3.OperationalError) and "locked" in str(exc):
         return TaskStoreUnavailable("the database is busy (locked by another writer)")
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, OperationalError | TransactionManagementError) and cause is not None:
@@ -437,22 +477,34 @@ def _translated() -> Iterator[None]:
     except ValidationError as exc:
         field, _, message = str(exc).partition(": ")
         raise TaskValidationError(field or "data", message or str(exc)) from None
-    except IntegrityError as exc:
-        message = str(exc)
-        if "todo_app_task_pkey" in message or "todo_app_task.id" in message:
-            raise TaskConflict("a task with this id already exists") from None
-        for column in _CONSTRAINT_FIELDS:
-            if f"todo_app_task_{column}_" in message or f"todo_app_task.{column}" in message:
-                raise TaskValidationError(column, "refused by the database") from None
-        raise TaskValidationError("data", "refused by the database") from None
     except Exception as exc:
+        if _is_integrity_error(exc):
+            raise _integrity_error(str(exc)) from None
         if (unavailable := _unavailable(exc)) is not None:
             raise unavailable from exc
         message = str(exc)
-        if isinstance(exc, OperationalError) and "value too long" in message:
-            raise TaskValidationError("data", "a value is too long") from None
-        if isinstance(exc, OperationalError) and (
-            "0x00" in message or "invalid byte sequence" in message
-        ):
+        if "value too long" in message or "out of range" in message:
+            raise TaskValidationError("data", "a value is too long or out of range") from None
+        if "0x00" in message or "invalid byte sequence" in message:
             raise TaskValidationError("data", "text must not contain NUL characters") from None
         raise
+
+
+def _is_integrity_error(exc: Exception) -> bool:
+    if isinstance(exc, IntegrityError | sqlite3.IntegrityError):
+        return True
+    import asyncpg
+
+    return isinstance(exc, asyncpg.IntegrityConstraintViolationError)
+
+
+def _integrity_error(message: str) -> TaskError:
+    """A CHECK, NOT NULL or key violation, named after the column it guards."""
+    if "todo_app_task_pkey" in message or "todo_app_task.id" in message:
+        return TaskConflict("a task with this id already exists")
+    for column in _CONSTRAINT_FIELDS:
+        if f"todo_app_task_{column}_" in message or f"todo_app_task.{column}" in message:
+            return TaskValidationError(column, "refused by the database")
+        if f'column "{column}"' in message:
+            return TaskValidationError(column, "refused by the database")
+    return TaskValidationError("data", "refused by the database")

@@ -20,6 +20,8 @@ from pydantic import AliasChoices, Field, GetCoreSchemaHandler, field_validator,
 from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from todo_app.pool import reset_session
+
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_TEST_DATABASE_URL",
@@ -258,7 +260,7 @@ class DatabaseURL:
         if statement_cache_size is None:
             statement_cache_size = 0 if pooler else _DEFAULT_STATEMENT_CACHE_SIZE
         credentials["statement_cache_size"] = statement_cache_size
-        credentials["reset"] = _reset_session
+        credentials["reset"] = reset_session
         if statement_timeout is not None:
             if not pooler:
                 server_settings = credentials.setdefault("server_settings", {})
@@ -292,20 +294,6 @@ class DatabaseURL:
         return core_schema.no_info_plain_validator_function(
             build, serialization=core_schema.plain_serializer_function_ser_schema(str)
         )
-
-
-async def _reset_session(connection: Any) -> None:
-    """asyncpg's own reset (the same query: nothing is skipped, so no session state
-    crosses from one user of the pool to the next), except that a connection which
-    died after its query had already succeeded is discarded quietly: asyncpg would
-    otherwise raise from the *release*, and report a committed write as failed.
-    """
-    import asyncpg  # deferred: SQLite users never need it
-
-    try:
-        await connection.execute(connection.get_reset_query())
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
-        connection.terminate()  # the pool opens a fresh one on the next acquire
 
 
 class _Password:
