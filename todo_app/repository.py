@@ -62,8 +62,13 @@ def _guarded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(method)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _translated():
+        try:
             return await method(*args, **kwargs)
+        except TaskError:
+            raise
+        except Exception as exc:
+            with _translated():
+                raise exc from exc.__cause__
 
     return guarded
 
@@ -140,7 +145,8 @@ class TaskRepository:
         if len(rows) > limit:
             last = items[-1]
             next_cursor = Cursor(last.created_at, last.id, order, wanted).encode()
-        return TaskPage(items=items, next_cursor=next_cursor)
+        # Items were validated one by one just above: no second pass over the list.
+        return TaskPage.model_construct(items=items, next_cursor=next_cursor)
 
     @_guarded
     async def counts(self) -> dict[TaskStatus, int]:

@@ -21,7 +21,11 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Final
 
-from tortoise.backends.base.client import BaseDBAsyncClient, PoolConnectionWrapper
+from tortoise.backends.base.client import (
+    BaseDBAsyncClient,
+    PoolConnectionWrapper,
+    TransactionalDBClient,
+)
 
 from todo_app.pool import mark_clean
 
@@ -144,13 +148,24 @@ class Runner:
             return await self._fetch(sql, values)
 
     async def _fetch(self, sql: str, values: list[Any]) -> Sequence[Mapping[str, Any]]:
+        pool = getattr(self.db, "_pool", None) if self.dialect == "postgres" else None
+        if pool is not None and not isinstance(self.db, TransactionalDBClient):
+            # Straight to the client's asyncpg pool (Tortoise's wrapper around it costs
+            # as much as the pool itself); outside a transaction only.
+            connection = await pool.acquire()
+            try:
+                mark_clean(connection)
+                rows: Sequence[Mapping[str, Any]] = await connection.fetch(sql, *values)
+                return rows
+            finally:
+                await pool.release(connection)
         wrapper = self.db.acquire_connection()
         async with wrapper as connection:
             if self.dialect == "postgres":
                 if isinstance(wrapper, PoolConnectionWrapper):
                     mark_clean(connection)  # our own checkout, only our statements
-                rows: Sequence[Mapping[str, Any]] = await connection.fetch(sql, *values)
-                return rows
+                fetched: Sequence[Mapping[str, Any]] = await connection.fetch(sql, *values)
+                return fetched
             return await connection.execute_fetchall(statement(sql, "sqlite"), values)  # type: ignore[no-any-return]
 
     async def fetchrow(
