@@ -775,7 +775,9 @@ async def main(argv: list[str] | None = None) -> Path:
             lines += await run(dialect, size, args.ops, args.mix_seconds, args.bulk, pg)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{dt.date.today()}-{socket.gethostname()}.md"
-    out.write_text("\n".join(lines) + "\n")
+    # Several runs on one day (say 10k/100k, then the opt-in 1M) share the file.
+    previous = out.read_text() + "\n---\n\n" if out.exists() else ""
+    out.write_text(previous + "\n".join(lines) + "\n")
     print(f"written to {out}")
     return out
 

@@ -1,0 +1,23 @@
+"""The benchmark harness runs end to end (tiny sizes). Timings are never asserted:
+they belong in benchmarks/results, measured side by side in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench
+
+
+@pytest.mark.postgres
+async def test_harness_runs_on_both_dialects(tmp_path: Path) -> None:
+    out = await bench.main(
+        ["--sizes", "300", "--ops", "15", "--mix-seconds", "0.2", "--bulk", "50",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    text = out.read_text()
+    for expected in ("### postgres, 300 rows", "### sqlite, 300 rows", "list page 200",
+                     "todo_app / raw+parse", "raw COPY", "sqlalchemy", "ops/s"):  # fmt: skip
+        assert expected in text, expected
+    assert out.parent == tmp_path
