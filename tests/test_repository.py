@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterator
 
 import pydantic
 import pytest
@@ -20,6 +21,7 @@ from todo_app import (
     TaskRead,
     TaskRepository,
     TaskStatus,
+    TaskStoreError,
     TaskUpdate,
     TaskValidationError,
     rules,
@@ -495,3 +497,43 @@ async def test_every_write_path_moves_updated_at_and_version() -> None:
     assert stamps == sorted(stamps)
     assert len(set(stamps)) == len(stamps)
     assert {t.created_at for t in history} == {task.created_at}
+
+
+async def test_callers_own_errors_are_not_database_errors() -> None:
+    repo = TaskRepository("alice")
+
+    def items() -> Iterator[TaskCreate]:
+        yield TaskCreate(title="one")
+        raise FileNotFoundError("/nonexistent/tasks.jsonl")
+
+    with pytest.raises(FileNotFoundError):
+        await repo.bulk_create(items())
+
+    def progress(done: int) -> None:
+        raise BrokenPipeError("stderr closed")
+
+    with pytest.raises(BrokenPipeError):
+        await repo.bulk_create([TaskCreate(title="two")], progress=progress)
+    with pytest.raises(TaskValidationError) as raised:
+        await repo.bulk_create(None)  # type: ignore[arg-type]
+    assert raised.value.field == "items"
+    assert await repo.counts() == {TaskStatus.PENDING: 0, TaskStatus.COMPLETED: 0}
+
+
+async def test_a_task_at_its_last_version_takes_no_more_writes(todo_db: TodoDatabase) -> None:
+    repo = TaskRepository("alice")
+    task = await repo.create(TaskCreate(title="old"))
+    await todo_db.connection.execute_query(f'UPDATE "todo_app_task" SET "version" = {2**31 - 1}')
+    with pytest.raises(TaskConflict, match="last version"):
+        await repo.update(task.id, TaskUpdate(title="new"))
+    assert (await repo.reopen(task.id)).version == 2**31 - 1  # a no-op stays a no-op
+    assert (await repo.get(task.id)).title == "old"
+
+
+async def test_other_database_failures_are_typed(todo_db: TodoDatabase) -> None:
+    await todo_db.connection.execute_script('ALTER TABLE "todo_app_task" RENAME TO "moved"')
+    try:
+        with pytest.raises(TaskStoreError, match="refused"):
+            await TaskRepository("alice").get(uuid.uuid4())
+    finally:
+        await todo_db.connection.execute_script('ALTER TABLE "moved" RENAME TO "todo_app_task"')

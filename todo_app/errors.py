@@ -7,6 +7,7 @@ __all__ = [
     "TaskConflict",
     "TaskError",
     "TaskNotFound",
+    "TaskStoreError",
     "TaskStoreTimeout",
     "TaskStoreUnavailable",
     "TaskValidationError",
@@ -43,7 +44,12 @@ class TaskValidationError(TaskError, ValueError):
         self.message = message
 
 
-class TaskStoreUnavailable(TaskError):
+class TaskStoreError(TaskError):
+    """The database failed the operation for a reason that is not the input: it is
+    read-only, the schema is missing, the caller's transaction already failed (500)."""
+
+
+class TaskStoreUnavailable(TaskStoreError):
     """The database could not be reached, dropped the connection, or is busy (503).
 
     Each write is one statement or one transaction, so a write that raised this was

@@ -21,6 +21,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 import pydantic
 from tortoise.backends.base.client import PoolConnectionWrapper
 from tortoise.exceptions import (
+    BaseORMException,
     DBConnectionError,
     IntegrityError,
     OperationalError,
@@ -33,6 +34,7 @@ from todo_app.errors import (
     TaskConflict,
     TaskError,
     TaskNotFound,
+    TaskStoreError,
     TaskStoreTimeout,
     TaskStoreUnavailable,
     TaskValidationError,
@@ -47,7 +49,7 @@ from todo_app.transactions import write_transaction
 __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]
 
 MAX_PAGE_SIZE: Final = 200
-_MAX_VERSION: Final = 2**31 - 1  # the version column is a 32-bit integer
+_MAX_VERSION: Final = sql.MAX_VERSION  # the version column is a 32-bit integer
 _BULK_BATCH: Final = 500
 _COPY_BATCH: Final = 5000
 Schema = TypeVar("Schema", TaskCreate, TaskUpdate)
@@ -55,6 +57,16 @@ Schema = TypeVar("Schema", TaskCreate, TaskUpdate)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class _CallerError(Exception):
+    """Carries an exception raised by the caller's own code (the items iterable, a
+    progress callback) through the guard, so that it is never taken for a database
+    failure."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
 
 
 def _guarded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -66,6 +78,8 @@ def _guarded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             return await method(*args, **kwargs)
         except TaskError:
             raise
+        except _CallerError as exc:
+            raise exc.original from None  # the caller's own code failed: not ours to map
         except Exception as exc:
             with _translated():
                 raise exc from exc.__cause__
@@ -194,7 +208,11 @@ class TaskRepository:
         """
         rows: builtins.list[tuple[Any, ...]] = []
         seen: set[uuid.UUID] = set()
-        for index, item in enumerate(items):
+        try:
+            iterator = iter(items)
+        except TypeError:
+            raise TaskValidationError("items", "must be an iterable of TaskCreate") from None
+        for index, item in enumerate(_callers(iterator)):
             data = _validated(TaskCreate, item, prefix=f"items[{index}].")
             if data.id is not None:
                 if data.id in seen:
@@ -204,10 +222,11 @@ class TaskRepository:
         if not rows:
             return 0
         db = Task._meta.db
+        report = _report(progress)
         if db.capabilities.dialect == "postgres":
-            await _copy_rows(db, rows, seen, progress)
+            await _copy_rows(db, rows, seen, report)
         else:
-            await _insert_rows(db, rows, seen, progress)
+            await _insert_rows(db, rows, seen, report)
         return len(rows)
 
     @_guarded
@@ -318,6 +337,9 @@ class TaskRepository:
         task = _read(current)
         if expected_version is not None and task.version != expected_version:
             raise TaskConflict(f"task {uid} is at version {task.version}, not {expected_version}")
+        would_change = any(getattr(task, name) != value for name, value in changes.items())
+        if would_change and task.version >= _MAX_VERSION:
+            raise TaskConflict(f"task {uid} has reached its last version: copy it to change it")
         return task  # nothing to change: not a write, the version stays
 
 
@@ -372,6 +394,32 @@ async def _insert_rows(
             await tx.execute_many(insert, [[runner.value(v) for v in row] for row in batch])
             if progress is not None:
                 progress(start + len(batch))
+
+
+def _callers(iterator: Iterator[Any]) -> Iterator[Any]:
+    """Items of the caller's iterable; whatever it raises stays the caller's."""
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _CallerError(exc) from exc
+        yield item
+
+
+def _report(progress: Callable[[int], object] | None) -> Callable[[int], object] | None:
+    """The caller's progress callback; whatever it raises stays the caller's."""
+    if progress is None:
+        return None
+
+    def report(done: int) -> None:
+        try:
+            progress(done)
+        except Exception as exc:
+            raise _CallerError(exc) from exc
+
+    return report
 
 
 def _runner() -> Runner:
@@ -490,12 +538,20 @@ def _translated() -> Iterator[None]:
             raise _integrity_error(str(exc)) from None
         if (unavailable := _unavailable(exc)) is not None:
             raise unavailable from exc
+        if not _from_database(exc):
+            raise  # a bug, not a database answer: let it show as what it is
         message = str(exc)
         if "value too long" in message or "out of range" in message:
             raise TaskValidationError("data", "a value is too long or out of range") from None
         if "0x00" in message or "invalid byte sequence" in message:
             raise TaskValidationError("data", "text must not contain NUL characters") from None
-        raise
+        raise TaskStoreError(f"the database refused: {message.splitlines()[0][:200]}") from exc
+
+
+def _from_database(exc: BaseException) -> bool:
+    import asyncpg
+
+    return isinstance(exc, BaseORMException | sqlite3.Error | asyncpg.PostgresError)
 
 
 def _is_integrity_error(exc: Exception) -> bool:

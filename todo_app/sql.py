@@ -32,6 +32,7 @@ from todo_app.pool import mark_clean
 __all__ = ["COLUMNS", "Runner", "statement"]
 
 TABLE: Final = "todo_app_task"
+MAX_VERSION: Final = 2**31 - 1
 COLUMNS: Final = (
     "id",
     "user_id",
@@ -97,7 +98,14 @@ def update(fields: frozenset[str], *, with_version: bool) -> str:
             'THEN COALESCE("completed_at", $3) ELSE NULL END'
         )
     sets += ['"version" = "version" + 1', '"updated_at" = $3']
-    where = ['"id" = $1', '"user_id" = $2', f"({' OR '.join(changed)})"]
+    # The version column is 32-bit: a task at its last version takes no more writes
+    # (on SQLite too, whose integers would silently grow past it).
+    where = [
+        '"id" = $1',
+        '"user_id" = $2',
+        f'"version" < {MAX_VERSION}',
+        f"({' OR '.join(changed)})",
+    ]
     if with_version:
         where.append(f'"version" = ${4 + len(names)}')
     return f'UPDATE "{TABLE}" SET {", ".join(sets)} WHERE {" AND ".join(where)} RETURNING {_SELECT}'
