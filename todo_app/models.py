@@ -115,14 +115,8 @@ class TaskQuerySet(QuerySet["Task"]):
     """Bulk updates move ``updated_at`` too, and are validated like ``save()``."""
 
     def update(self, **kwargs: Any) -> UpdateQuery:
-        if "title" in kwargs:
-            kwargs["title"] = _clean_field("title", rules.clean_title, kwargs["title"])
-        if "description" in kwargs:
-            kwargs["description"] = _clean_field(
-                "description", rules.clean_description, kwargs["description"]
-            )
-        if "user_id" in kwargs:
-            kwargs["user_id"] = _clean_field("user_id", rules.clean_user_id, kwargs["user_id"])
+        for name in _CLEANERS.keys() & kwargs.keys():
+            kwargs[name] = _clean_field(name, kwargs[name])
         if "created_at" in kwargs:
             raise ValidationError("created_at: is set once, when the task is created")
         now = kwargs.setdefault("updated_at", utc_now())
@@ -141,9 +135,17 @@ class TaskManager(Manager):
         return TaskQuerySet(self._model)
 
 
-def _clean_field(name: str, clean: Callable[[object], Any], value: object) -> Any:
+#: The text fields and the rule that cleans each (shared by save() and update()).
+_CLEANERS: dict[str, Callable[[object], Any]] = {
+    "user_id": rules.clean_user_id,
+    "title": rules.clean_title,
+    "description": rules.clean_description,
+}
+
+
+def _clean_field(name: str, value: object) -> Any:
     try:
-        return clean(value)
+        return _CLEANERS[name](value)
     except ValueError as exc:
         raise ValidationError(f"{name}: {exc}") from None
 
@@ -223,9 +225,8 @@ class Task(Model):
     def clean(self) -> None:
         """Normalise and check every field in place; raise ``ValidationError`` on the
         first bad one. Runs before any SQL on every ``save()``/``create()``."""
-        self.user_id = _clean_field("user_id", rules.clean_user_id, self.user_id)
-        self.title = _clean_field("title", rules.clean_title, self.title)
-        self.description = _clean_field("description", rules.clean_description, self.description)
+        for name in _CLEANERS:
+            setattr(self, name, _clean_field(name, getattr(self, name)))
         if not isinstance(self.status, TaskStatus):
             status_field = self._meta.fields_map["status"]
             self.status = status_field.to_python_value(self.status)

@@ -81,8 +81,12 @@ def _guarded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         except _CallerError as exc:
             raise exc.original from None  # the caller's own code failed: not ours to map
         except Exception as exc:
-            with _translated():
-                raise exc from exc.__cause__
+            typed = _translate(exc)
+            if typed is None:
+                raise  # a bug, not a database answer: let it show as what it is
+            # Keep the driver's error as the cause where it helps an operator (an
+            # outage); input errors stand alone.
+            raise typed from (exc if isinstance(typed, TaskStoreError) else None)
 
     return guarded
 
@@ -523,29 +527,24 @@ def _unavailable(exc: BaseException) -> TaskStoreUnavailable | None:
     return None
 
 
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """Turn the database's refusals and failures into the repository's typed errors."""
-    try:
-        yield
-    except TaskError:
-        raise
-    except ValidationError as exc:
+def _translate(exc: Exception) -> TaskError | None:
+    """The repository's typed error for a database refusal or failure; None when
+    ``exc`` did not come from the database."""
+    if isinstance(exc, ValidationError):  # Tortoise's: "<field>: <message>"
         field, _, message = str(exc).partition(": ")
-        raise TaskValidationError(field or "data", message or str(exc)) from None
-    except Exception as exc:
-        if _is_integrity_error(exc):
-            raise _integrity_error(str(exc)) from None
-        if (unavailable := _unavailable(exc)) is not None:
-            raise unavailable from exc
-        if not _from_database(exc):
-            raise  # a bug, not a database answer: let it show as what it is
-        message = str(exc)
-        if "value too long" in message or "out of range" in message:
-            raise TaskValidationError("data", "a value is too long or out of range") from None
-        if "0x00" in message or "invalid byte sequence" in message:
-            raise TaskValidationError("data", "text must not contain NUL characters") from None
-        raise TaskStoreError(f"the database refused: {message.splitlines()[0][:200]}") from exc
+        return TaskValidationError(field or "data", message or str(exc))
+    if _is_integrity_error(exc):
+        return _integrity_error(str(exc))
+    if (unavailable := _unavailable(exc)) is not None:
+        return unavailable
+    if not _from_database(exc):
+        return None
+    message = str(exc)
+    if "value too long" in message or "out of range" in message:
+        return TaskValidationError("data", "a value is too long or out of range")
+    if "0x00" in message or "invalid byte sequence" in message:
+        return TaskValidationError("data", "text must not contain NUL characters")
+    return TaskStoreError(f"the database refused: {message.splitlines()[0][:200]}")
 
 
 def _from_database(exc: BaseException) -> bool:
