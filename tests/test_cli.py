@@ -149,7 +149,7 @@ def test_schema_guard_and_downgrade(cli: Cli) -> None:
     assert "behind" in cli("check", code=7)
     assert "applied 1_" in cli("migrate")
     cli("downgrade", "--yes", "--steps", "2")
-    assert "only 0 were applied" in cli("downgrade", "--yes", code=7)
+    assert "only 0 are applied" in cli("downgrade", "--yes", code=7)
 
 
 def test_demo_reads_well_and_repeats(cli: Cli) -> None:

@@ -9,9 +9,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from todo_app.checks import SchemaOutOfDate, ensure_schema_current
+    from todo_app.checks import ensure_schema_current
     from todo_app.config import APP_LABEL, app_config, tortoise_config
     from todo_app.errors import (
+        ForeignAerichTable,
+        MigrationDataError,
+        MigrationError,
+        MigrationFailed,
+        MigrationLockTimeout,
+        MigrationPlanError,
+        SchemaAhead,
+        SchemaMismatch,
+        SchemaOutOfDate,
         TaskConflict,
         TaskError,
         TaskNotFound,
@@ -21,13 +30,14 @@ if TYPE_CHECKING:
         TaskValidationError,
     )
     from todo_app.migrator import (
-        MigrationError,
+        DowngradePlan,
         applied_migrations,
         check_drift,
         downgrade,
         migrate,
         migration_history,
         pending_migrations,
+        plan_downgrade,
         upgrade,
     )
     from todo_app.models import Task, TaskStatus
@@ -40,9 +50,17 @@ _EXPORTS: dict[str, str] = {
     "DatabaseURL": "todo_app.settings",
     "DatabaseURLError": "todo_app.settings",
     "MAX_PAGE_SIZE": "todo_app.repository",
-    "MigrationError": "todo_app.migrator",
+    "DowngradePlan": "todo_app.migrator",
+    "ForeignAerichTable": "todo_app.errors",
+    "MigrationDataError": "todo_app.errors",
+    "MigrationError": "todo_app.errors",
+    "MigrationFailed": "todo_app.errors",
+    "MigrationLockTimeout": "todo_app.errors",
+    "MigrationPlanError": "todo_app.errors",
+    "SchemaAhead": "todo_app.errors",
+    "SchemaMismatch": "todo_app.errors",
     "SSLMode": "todo_app.settings",
-    "SchemaOutOfDate": "todo_app.checks",
+    "SchemaOutOfDate": "todo_app.errors",
     "Settings": "todo_app.settings",
     "Task": "todo_app.models",
     "TaskConflict": "todo_app.errors",
@@ -67,6 +85,7 @@ _EXPORTS: dict[str, str] = {
     "migrate": "todo_app.migrator",
     "migration_history": "todo_app.migrator",
     "pending_migrations": "todo_app.migrator",
+    "plan_downgrade": "todo_app.migrator",
     "tortoise_config": "todo_app.config",
     "upgrade": "todo_app.migrator",
 }
@@ -76,8 +95,16 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "DatabaseURL",
     "DatabaseURLError",
+    "DowngradePlan",
+    "ForeignAerichTable",
+    "MigrationDataError",
     "MigrationError",
+    "MigrationFailed",
+    "MigrationLockTimeout",
+    "MigrationPlanError",
     "SSLMode",
+    "SchemaAhead",
+    "SchemaMismatch",
     "SchemaOutOfDate",
     "Settings",
     "Task",
@@ -103,6 +130,7 @@ __all__ = [
     "migrate",
     "migration_history",
     "pending_migrations",
+    "plan_downgrade",
     "tortoise_config",
     "upgrade",
 ]

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ EXIT_CONFLICT = 4
 EXIT_VALIDATION = 5
 EXIT_UNREACHABLE = 6
 EXIT_SCHEMA = 7
+EXIT_LOCKED = 8
 
 _PROGRESS_THRESHOLD = 1000
 _MARKS = {"pending": "[ ]", "completed": "[x]"}
@@ -138,7 +139,8 @@ def _table(tasks: Sequence[TaskRead], out: TextIO) -> None:
         title = task.title.replace("\n", " ")
         if len(title) > title_width:
             title = title[: title_width - 1] + "…"
-        mark = _MARKS.get(task.status.value, f"[{task.status.value[:1]}]")
+        status = str(task.status)  # a TaskStatus, or a newer version's string
+        mark = _MARKS.get(status, f"[{status[:1]}]")
         out.write(f"{str(task.id)[:8]} {mark} {title:<{title_width}}  {age:>{age_width}}\n")
 
 
@@ -146,7 +148,7 @@ def _show(task: TaskRead, out: TextIO) -> None:
     rows = [
         ("id", str(task.id)),
         ("title", task.title),
-        ("status", task.status.value),
+        ("status", str(task.status)),
         ("description", task.description or "-"),
         ("version", str(task.version)),
         ("created", task.created_at.isoformat(timespec="seconds")),
@@ -163,29 +165,65 @@ def _show(task: TaskRead, out: TextIO) -> None:
 # -- commands -------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _migration_log() -> Iterator[None]:
+    """The runner's progress on stdout, its waits and warnings on stderr."""
+    import logging
+
+    class ToStreams(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = self.format(record)
+            if record.levelno >= logging.WARNING:
+                print(f"todo-app: {message}", file=sys.stderr, flush=True)
+            else:
+                print(message, flush=True)
+
+    logger = logging.getLogger("todo_app.migrations")
+    handler, level = ToStreams(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 async def cmd_migrate(args: argparse.Namespace) -> int:
-    from todo_app.migrator import upgrade
+    from todo_app.migrator import inspect_schema, upgrade
 
     async with _database(args, check_schema=False) as connection:
-        applied = await upgrade(connection)
-    for name in applied:
-        print(f"applied {name}")
-    print("database is at head" if not applied else f"{len(applied)} migration(s) applied")
+        with _migration_log():
+            applied = await upgrade(connection, lock_timeout=args.lock_timeout)
+        state = await inspect_schema(connection)
+    if state.unknown:
+        print(
+            f"database is ahead of this todo_app: {', '.join(state.unknown)} unknown here "
+            "(migrated by a newer version); nothing to apply"
+        )
+    elif applied:
+        print(f"{len(applied)} migration(s) applied")
+    else:
+        print("database is at head")
     return EXIT_OK
 
 
 async def cmd_downgrade(args: argparse.Namespace) -> int:
-    from todo_app.migrator import MigrationError, downgrade
+    from todo_app.migrator import downgrade, plan_downgrade
 
-    if not args.yes:
-        raise CliError("downgrade drops data: repeat with --yes to confirm", EXIT_USAGE)
     async with _database(args, check_schema=False) as connection:
-        try:
-            reverted = await downgrade(connection, steps=args.steps)
-        except MigrationError as exc:
-            raise CliError(str(exc), EXIT_SCHEMA) from None
-    for name in reverted:
-        print(f"reverted {name}")
+        plan = await plan_downgrade(connection, steps=args.steps)
+        print(f"database: {args.db}")
+        for line in plan.describe():
+            print(f"  {line}")
+        if not args.yes:
+            raise CliError(
+                f"downgrade not run: repeat with --yes to revert {len(plan.steps)} "
+                "migration(s) as listed",
+                EXIT_USAGE,
+            )
+        with _migration_log():
+            await downgrade(connection, steps=args.steps, lock_timeout=args.lock_timeout)
     return EXIT_OK
 
 
@@ -200,7 +238,9 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 
 async def cmd_check(args: argparse.Namespace) -> int:
-    from todo_app.migrator import check_drift
+    from todo_app.aerich_bridge import host_migrations_dir, missing_from
+    from todo_app.checks import schema_verdict
+    from todo_app.migrator import check_drift, inspect_schema
 
     drift = await check_drift()
     if drift:
@@ -210,11 +250,49 @@ async def cmd_check(args: argparse.Namespace) -> int:
         print("write a new migration for this change", file=sys.stderr)
         return EXIT_SCHEMA
     print("models match the newest migration")
+    installed = host_migrations_dir()
+    if installed is not None and (missing := missing_from(installed)):
+        raise CliError(
+            f"the Aerich migrations in {installed} are behind this todo_app "
+            f"(missing {', '.join(missing)}): run `todo-app install-migrations`",
+            EXIT_SCHEMA,
+        )
     if args.drift_only:
         return EXIT_OK
-    async with _database(args):
-        pass  # ensure_schema_current ran on entry
-    print("database is at head")
+    async with _database(args, check_schema=False) as connection:
+        state = await inspect_schema(connection)
+    verdict = schema_verdict(state, allow_newer=False)
+    if verdict is not None:
+        raise CliError(str(verdict), EXIT_SCHEMA)
+    print("database is at head (the live table matches the newest migration)")
+    return EXIT_OK
+
+
+async def cmd_install_migrations(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from todo_app.aerich_bridge import aerich_dir, host_migrations_dir, install_migrations
+
+    directory = aerich_dir(args.location) if args.location else host_migrations_dir()
+    if directory is None:
+        raise CliError(
+            "no Aerich location: run this where the host's pyproject.toml has "
+            "[tool.aerich] (after `aerich init`), or pass --location",
+            EXIT_USAGE,
+        )
+    report = install_migrations(Path(directory))
+    for name in report.installed:
+        print(f"installed {name}")
+    for name in report.kept:
+        print(f"kept {name}: it differs from what this version installs (edited?)")
+    for name in report.unknown:
+        print(f"note: {name} is not a migration of this todo_app version")
+    print(
+        f"{report.directory}: {len(report.installed)} new, {len(report.unchanged)} up to date"
+        + (f", {len(report.kept)} kept as they were" if report.kept else "")
+    )
+    if report.installed:
+        print("next: aerich --app todo_app upgrade")
     return EXIT_OK
 
 
@@ -302,7 +380,7 @@ async def _set_status(args: argparse.Namespace, complete: bool) -> int:
         task_id = await _task_id(args, repo)
         write = repo.complete if complete else repo.reopen
         task = await write(task_id, expected_version=args.expect_version)
-    print(f"{_MARKS[task.status.value]} {str(task.id)[:8]}  {task.title}")
+    print(f"{_MARKS.get(str(task.status), '[?]')} {str(task.id)[:8]}  {task.title}")
     return EXIT_OK
 
 
@@ -327,11 +405,11 @@ async def cmd_stats(args: argparse.Namespace) -> int:
     async with _database(args):
         counts = await _repository(args).counts()
     if args.json:
-        _json({status.value: n for status, n in counts.items()}, sys.stdout)
+        _json({str(status): n for status, n in counts.items()}, sys.stdout)
         return EXIT_OK
     total = sum(counts.values())
     for status, n in counts.items():
-        print(f"{status.value:<10}{n:>8}")
+        print(f"{status!s:<10}{n:>8}")
     print(f"{'total':<10}{total:>8}")
     return EXIT_OK
 
@@ -436,7 +514,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
             print(f"\n{repo.owner_id}:")
             _table((await repo.list(order="oldest")).items, sys.stdout)
             counts = await repo.counts()
-            print("  " + ", ".join(f"{n} {status.value}" for status, n in counts.items()))
+            print("  " + ", ".join(f"{n} {status!s}" for status, n in counts.items()))
         try:
             await bob.get(milk.id)
         except Exception as exc:
@@ -452,7 +530,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="todo-app",
         description="Owner-scoped tasks on SQLite or PostgreSQL.",
         epilog="Exit codes: 2 usage, 3 not found, 4 conflict, 5 invalid input, "
-        "6 database unreachable, 7 schema out of date or drift.",
+        "6 database unreachable, 7 schema out of date, drift or a migration refused, "
+        "8 another migration held the lock too long.",
     )
     parser.add_argument(
         "--db",
@@ -494,10 +573,33 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    command("migrate", cmd_migrate, "apply pending migrations (idempotent)")
-    down = command("downgrade", cmd_downgrade, "revert the newest migration(s)")
+    def with_lock_timeout(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--lock-timeout",
+            type=float,
+            default=300.0,
+            metavar="SECONDS",
+            help="wait at most this long for another migration's lock (default 300)",
+        )
+        return sub
+
+    with_lock_timeout(command("migrate", cmd_migrate, "apply pending migrations (idempotent)"))
+    down = with_lock_timeout(
+        command(
+            "downgrade", cmd_downgrade, "show, then (with --yes) revert the newest migration(s)"
+        )
+    )
     down.add_argument("--steps", type=int, default=1, help="how many (default 1)")
     down.add_argument("--yes", action="store_true", help="confirm: this drops data")
+    install = command(
+        "install-migrations",
+        cmd_install_migrations,
+        "copy todo_app's migrations into a host's Aerich folder (never overwrites)",
+    )
+    install.add_argument(
+        "--location",
+        help="the host's Aerich location (default: [tool.aerich] of ./pyproject.toml)",
+    )
     command("history", cmd_history, "list migrations, [x] = applied")
     check = command(
         "check",
@@ -555,6 +657,8 @@ def _run(args: argparse.Namespace) -> int:
     from tortoise.exceptions import DBConnectionError
 
     from todo_app.errors import (
+        MigrationError,
+        MigrationLockTimeout,
         TaskConflict,
         TaskError,
         TaskNotFound,
@@ -586,6 +690,10 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"cannot reach the database at {url}: {exc}", EXIT_UNREACHABLE) from None
     except TaskError as exc:  # pragma: no cover - every TaskError has a case above
         raise CliError(str(exc)) from None
+    except MigrationLockTimeout as exc:
+        raise CliError(str(exc), EXIT_LOCKED) from None
+    except MigrationError as exc:
+        raise CliError(str(exc), EXIT_SCHEMA) from None
     except (OSError, DBConnectionError) as exc:
         # Refused, unreachable host, DNS failure, TLS handshake failure...
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

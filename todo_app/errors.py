@@ -1,9 +1,23 @@
-"""The errors the repository raises: one small hierarchy a web layer can map to
-HTTP statuses (404, 409, 422) without looking at driver exceptions."""
+"""The errors todo_app raises on purpose.
+
+``TaskError`` and its subclasses come from the repository: one small hierarchy a web
+layer maps to HTTP statuses (404, 409, 422, 503) without looking at driver
+exceptions. ``MigrationError`` and its subclasses come from the migration runner and
+the start-up guard (tree below).
+"""
 
 from __future__ import annotations
 
 __all__ = [
+    "ForeignAerichTable",
+    "MigrationDataError",
+    "MigrationError",
+    "MigrationFailed",
+    "MigrationLockTimeout",
+    "MigrationPlanError",
+    "SchemaAhead",
+    "SchemaMismatch",
+    "SchemaOutOfDate",
     "TaskConflict",
     "TaskError",
     "TaskNotFound",
@@ -60,3 +74,86 @@ class TaskStoreUnavailable(TaskStoreError):
 
 class TaskStoreTimeout(TaskStoreUnavailable):
     """The database did not answer within the configured timeout (504)."""
+
+
+# -- migrations and the schema guard ---------------------------------------------------
+#
+# MigrationError
+#  +-- MigrationPlanError     the request cannot be carried out (checked before any change)
+#  +-- SchemaMismatch         the live table is not what the migrations made
+#  +-- SchemaAhead            the database was migrated by a newer todo_app
+#  +-- ForeignAerichTable     an "aerich" table that is not Aerich's
+#  +-- MigrationLockTimeout   another migrator held the lock for too long
+#  +-- MigrationDataError     stored rows break a rule the migration would enforce
+#  +-- MigrationFailed        the database refused a migration statement
+#  +-- SchemaOutOfDate        the start-up guard's verdict: behind, ahead or different
+
+
+class MigrationError(RuntimeError):
+    """A migration could not be planned, applied or reverted. Whatever step failed
+    was rolled back whole: the data is as it was before that step."""
+
+
+class MigrationPlanError(MigrationError):
+    """The request cannot be carried out (too many steps, no migration file, an empty
+    downgrade); found before the first change."""
+
+
+class SchemaMismatch(MigrationError):
+    """The live table differs from what the recorded migrations made (edited by hand,
+    partly migrated, or another table of the same name). ``differences`` lists each."""
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
+
+
+class SchemaAhead(MigrationError):
+    """The database was migrated by a newer version of todo_app; ``unknown`` lists the
+    migrations this version has no file for."""
+
+    def __init__(self, message: str, unknown: list[str]) -> None:
+        super().__init__(message)
+        self.unknown = unknown
+
+
+class ForeignAerichTable(MigrationError):
+    """A table named ``aerich`` exists but is not Aerich's bookkeeping table."""
+
+
+class MigrationLockTimeout(MigrationError):
+    """Another process held the migration lock longer than the caller would wait."""
+
+
+class MigrationDataError(MigrationError):
+    """Stored rows break a rule the migration enforces; ``violations`` names them
+    (``"<task id>: <constraint>"``). Nothing was changed."""
+
+    def __init__(self, message: str, violations: list[str]) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+
+class MigrationFailed(MigrationError):
+    """The database refused a migration statement; the reason is the database's."""
+
+
+class SchemaOutOfDate(MigrationError):
+    """The database is behind, ahead of, or different from this version's schema.
+
+    ``pending``: migrations to apply; ``unknown``: migrations of a newer version;
+    ``differences``: how the live table differs from what the migrations made.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pending: list[str] | None = None,
+        unknown: list[str] | None = None,
+        differences: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.pending = pending or []
+        self.unknown = unknown or []
+        self.differences = differences or []

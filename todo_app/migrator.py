@@ -6,11 +6,19 @@ embedded in a host must:
 
 * it never closes a connection (``aerich.Command`` closes *all* of Tortoise's);
 * it runs on the connection ``Task`` is bound to, whatever the host named it;
-* each migration and its bookkeeping row commit together or not at all, on SQLite
-  too (Aerich's ``execute_script`` commits SQLite's open transaction first);
-* on PostgreSQL, concurrent runners serialise on an advisory lock: one applies,
-  the others then find nothing to do;
-* an empty ``downgrade`` is an error, not a silent success.
+* it trusts the live table, not only the bookkeeping rows: before each step it reads
+  the table from the catalog and compares it with the shape each migration is
+  recorded to make (``todo_app.schema_history``). A migration whose effect is
+  already there (its row was lost, or it was applied by hand) is recorded, never
+  re-run; a table made by Tortoise's schema generator (a host's ``aerich init-db``
+  or ``generate_schemas()``) is completed into the real one, rows kept; anything
+  else is refused with the differences named;
+* each step and its bookkeeping commit together or not at all, on SQLite too;
+* concurrent runners serialise on a lock (an advisory lock on PostgreSQL, the write
+  lock on SQLite), waiting at most ``lock_timeout`` seconds and saying who holds it;
+  migration statements run without the application's statement timeout;
+* a downgrade validates its whole plan (steps, files, the live table) before its
+  first change, and says what data it drops.
 
 :func:`check_drift` is the ``makemigrations --check`` Aerich lacks: it compares the
 models with the state recorded in the newest migration.
@@ -18,38 +26,64 @@ models with the state recorded in the newest migration.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import json
+import logging
+import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 from todo_app.config import APP_LABEL, app_config, tortoise_config
+from todo_app.errors import (
+    ForeignAerichTable,
+    MigrationDataError,
+    MigrationError,
+    MigrationFailed,
+    MigrationLockTimeout,
+    MigrationPlanError,
+    SchemaAhead,
+    SchemaMismatch,
+)
 from todo_app.models import Task
+from todo_app.schema import TABLE, TableShape, aerich_columns, differences, read_shape
+from todo_app.schema_history import SHAPES
 from todo_app.settings import DatabaseURL
 from todo_app.transactions import write_transaction
 
 __all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "HOW_TO_MIGRATE",
     "MIGRATIONS_DIR",
+    "DowngradePlan",
     "Migration",
     "MigrationError",
+    "RevertStep",
+    "SchemaState",
     "Target",
     "applied_migrations",
     "check_drift",
     "downgrade",
+    "inspect_schema",
+    "lock_in_transaction",
     "migrate",
     "migration_history",
     "pending_migrations",
+    "plan_downgrade",
     "upgrade",
 ]
+
+logger = logging.getLogger("todo_app.migrations")
 
 _PACKAGED_DIR: Final = Path(__file__).parent / "_migrations" / APP_LABEL
 _SOURCE_DIR: Final = Path(__file__).parent.parent / "migrations" / APP_LABEL
@@ -59,11 +93,23 @@ MIGRATIONS_DIR = _PACKAGED_DIR if _PACKAGED_DIR.is_dir() else _SOURCE_DIR
 #: pg_advisory_xact_lock key: the bytes of "todo_app" as a signed 64-bit integer.
 _ADVISORY_LOCK_KEY: Final = int.from_bytes(b"todo_app", "big", signed=True)
 _AERICH_MODEL: Final = f"{APP_LABEL}.Aerich"
-_SQLITE_LOCK_WAIT_MS: Final = 60_000
+_AERICH_COLUMNS: Final = frozenset({"id", "version", "app", "content"})
+#: Seconds a runner waits for another one's lock before MigrationLockTimeout.
+DEFAULT_LOCK_TIMEOUT: Final = 300.0
+#: Client-side backstop for one migration statement (a table rebuild may be long;
+#: the application's statement timeout does not apply to migrations).
+_STATEMENT_BACKSTOP: Final = 24 * 3600.0
+_POLL_SECONDS: Final = 0.2
+_REPORT_EVERY: Final = 5.0
+_ADOPT_TABLE: Final = "todo_app_task__adopt"
+_MAX_REPORTED_ROWS: Final = 20
 
-
-class MigrationError(RuntimeError):
-    """A migration could not be applied, reverted or found."""
+#: What to run, in words that work where a host stands.
+HOW_TO_MIGRATE: Final = (
+    "apply todo_app's migrations: `todo-app --db <database URL> migrate`, or "
+    "`await todo_app.migrate()` at start-up, or with Aerich "
+    "`todo-app install-migrations && aerich --app todo_app upgrade`"
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +125,7 @@ class Migration:
             f"todo_app_migration_{self.number}", self.path
         )
         if spec is None or spec.loader is None:  # pragma: no cover - a .py path always loads
-            raise MigrationError(f"cannot load migration {self.filename}")
+            raise MigrationPlanError(f"cannot load migration {self.filename}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
@@ -89,7 +135,7 @@ class Migration:
 
         state = getattr(self.load(), "MODELS_STATE", None)
         if not state:
-            raise MigrationError(f"migration {self.filename} records no MODELS_STATE")
+            raise MigrationPlanError(f"migration {self.filename} records no MODELS_STATE")
         return decompress_dict(state)
 
 
@@ -104,7 +150,7 @@ def migration_history(directory: Path | None = None) -> list[Migration]:
     migrations.sort(key=lambda migration: migration.number)
     numbers = [migration.number for migration in migrations]
     if len(set(numbers)) != len(numbers):
-        raise MigrationError(f"two migrations share a number in {directory}")
+        raise MigrationPlanError(f"two migrations share a number in {directory}")
     return migrations
 
 
@@ -126,7 +172,7 @@ async def _connection(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
     if isinstance(target, dict):
         name = target.get("apps", {}).get(APP_LABEL, {}).get("default_connection", "default")
         if name not in target.get("connections", {}):
-            raise MigrationError(
+            raise MigrationPlanError(
                 f"the config has no connection {name!r} for the {APP_LABEL!r} app: "
                 "add todo_app.app_config(<connection name>) to its apps"
             )
@@ -155,37 +201,122 @@ def _dialect(db: BaseDBAsyncClient) -> str:
     return str(db.capabilities.dialect)
 
 
-async def _aerich_table_exists(db: BaseDBAsyncClient) -> bool:
-    if _dialect(db) == "postgres":
-        _, rows = await db.execute_query("SELECT to_regclass('aerich') IS NOT NULL AS present")
-        return bool(rows[0]["present"])
-    _, rows = await db.execute_query(
-        "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'aerich'"
-    )
-    return bool(rows[0]["n"])
+def _marks(db: BaseDBAsyncClient, count: int) -> list[str]:
+    return [f"${n}" for n in range(1, count + 1)] if _dialect(db) == "postgres" else ["?"] * count
 
 
-async def _applied(db: BaseDBAsyncClient) -> list[str]:
-    if not await _aerich_table_exists(db):
+# -- what the database holds -------------------------------------------------------------
+
+
+async def _recorded(db: BaseDBAsyncClient) -> list[str]:
+    """todo_app's rows of the ``aerich`` table, oldest first, each name once."""
+    columns = await aerich_columns(db)
+    if columns is None:
         return []
-    placeholder = "$1" if _dialect(db) == "postgres" else "?"
+    if not columns >= _AERICH_COLUMNS:
+        raise ForeignAerichTable(
+            'the table "aerich" is not Aerich\'s bookkeeping table (it lacks the columns '
+            f"{', '.join(sorted(_AERICH_COLUMNS - columns))}): rename or move it, or give "
+            "todo_app a database (or PostgreSQL schema) of its own"
+        )
+    (mark,) = _marks(db, 1)
     _, rows = await db.execute_query(
-        f'SELECT "version" FROM "aerich" WHERE "app" = {placeholder} ORDER BY "id"',  # noqa: S608
+        f'SELECT "version" FROM "aerich" WHERE "app" = {mark} ORDER BY "id"',
         [APP_LABEL],
     )
-    return [str(row["version"]) for row in rows]
+    return list(dict.fromkeys(str(row["version"]) for row in rows))
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """The bookkeeping rows and the live table, read together, and what they mean.
+
+    ``level`` is how many of this version's migrations the live table shows the
+    effect of (it equals the shape recorded after that many), or None when it
+    matches no recorded shape.
+    """
+
+    dialect: str
+    names: list[str]
+    recorded: list[str]
+    live: TableShape | None
+    level: int | None
+    shapes: list[TableShape | None] = field(repr=False)
+
+    @property
+    def unknown(self) -> list[str]:
+        """Recorded migrations this version has no file for (a newer version's)."""
+        return [name for name in self.recorded if name not in self.names]
+
+    @property
+    def known(self) -> list[str]:
+        return [name for name in self.recorded if name in self.names]
+
+    @property
+    def expected(self) -> TableShape | None:
+        """The table the bookkeeping says should be there."""
+        return self.shapes[len(self.known)]
+
+    @property
+    def head(self) -> TableShape | None:
+        return self.shapes[-1]
+
+    def adoptable_level(self) -> int | None:
+        """The migration level of a table made by Tortoise's schema generator (the
+        real table without any CHECK constraint) that todo_app has no row for."""
+        if self.recorded or self.live is None or self.live.checks:
+            return None
+        for level in range(len(self.shapes) - 1, 0, -1):
+            shape = self.shapes[level]
+            if shape is not None and self.live == shape.without_checks():
+                return level
+        return None
+
+    @property
+    def pending(self) -> list[str]:
+        return self.names[len(self.known) :]
+
+    def differences(self) -> list[str]:
+        """How the live table differs from what the bookkeeping says it should be; for
+        a table no migration of todo_app made, how it differs from the newest one."""
+        if self.expected is None and self.live is not None:
+            return differences(self.head, self.live)
+        return differences(self.expected, self.live)
+
+
+async def inspect_schema(db: BaseDBAsyncClient) -> SchemaState:
+    """Read todo_app's bookkeeping rows and its live table on ``db``."""
+    names = [migration.filename for migration in migration_history()]
+    dialect = _dialect(db)
+    recorded = await _recorded(db)
+    live = await read_shape(db)
+    shapes: list[TableShape | None] = [None]
+    for name in names:
+        try:
+            shapes.append(SHAPES[name][dialect])
+        except KeyError:  # pragma: no cover - tests/test_schema_guard.py checks every file
+            raise MigrationPlanError(f"no recorded table shape for {name} on {dialect}") from None
+    matches = [level for level, shape in enumerate(shapes) if shape == live]
+    known = len([name for name in recorded if name in names])
+    # Migrations that leave the table as it was (data-only ones) make several levels
+    # look alike: the bookkeeping decides between them when it agrees with the table.
+    level = known if known in matches else (matches[-1] if matches else None)
+    return SchemaState(dialect, names, recorded, live, level, shapes)
 
 
 async def applied_migrations(target: Target = None) -> list[str]:
     """File names of the migrations recorded as applied, in the order they were."""
     async with _connection(target) as db:
-        return await _applied(db)
+        return await _recorded(db)
 
 
 async def pending_migrations(target: Target = None) -> list[str]:
-    """File names of the migrations not applied yet (Aerich calls them heads)."""
+    """File names of the migrations not recorded as applied yet (Aerich's heads)."""
     done = set(await applied_migrations(target))
     return [m.filename for m in migration_history() if m.filename not in done]
+
+
+# -- running SQL ------------------------------------------------------------------------
 
 
 def _statements(script: str) -> list[str]:
@@ -198,13 +329,21 @@ def _statements(script: str) -> list[str]:
                 statements.append(current.strip())
             current = ""
     if current.strip(" \t\r\n;"):
-        raise MigrationError("migration SQL ends with an incomplete statement")
+        raise MigrationPlanError("migration SQL ends with an incomplete statement")
     return statements
 
 
 async def _run_script(db: BaseDBAsyncClient, script: str) -> None:
+    """Run migration SQL inside the caller's transaction, without the application's
+    statement timeout."""
     if _dialect(db) == "postgres":
-        await db.execute_script(script)
+        connection: Any = getattr(db, "_connection", None)
+        if connection is not None and hasattr(connection, "execute"):
+            # Straight on asyncpg, for its per-call timeout: Tortoise would apply the
+            # pool's command_timeout (the application's statement timeout + margin).
+            await connection.execute(script, timeout=_STATEMENT_BACKSTOP)
+        else:  # pragma: no cover - a transaction client always holds its connection
+            await db.execute_script(script)
         return
     # One statement at a time: sqlite3's executescript() would first COMMIT the
     # transaction this migration runs in, and a failure would leave half of it.
@@ -212,119 +351,466 @@ async def _run_script(db: BaseDBAsyncClient, script: str) -> None:
         await db.execute_query(statement)
 
 
+R = TypeVar("R")
+
+
 async def _run_locked(
     db: BaseDBAsyncClient,
-    step: Callable[[BaseDBAsyncClient], Awaitable[str | None]],
-) -> str | None:
+    step: Callable[[BaseDBAsyncClient], Awaitable[R]],
+    *,
+    lock_timeout: float,
+) -> R:
     """Run ``step`` in one transaction that holds the migration lock.
 
-    PostgreSQL: a transaction-scoped advisory lock. SQLite: the database's write
-    lock, taken up front with ``BEGIN IMMEDIATE`` (Tortoise begins deferred, and two
-    deferred transactions that both read then write fail instead of waiting). Either
-    way, concurrent runners (other processes included) queue here, then re-read what
-    is applied: each migration runs exactly once.
+    PostgreSQL: a transaction-scoped advisory lock, polled so that the wait can be
+    reported and bounded; ``statement_timeout`` is lifted for the transaction.
+    SQLite: the database's write lock, taken up front with ``BEGIN IMMEDIATE``.
+    Either way, concurrent runners (other processes included) queue here, then
+    re-read the database: each migration runs exactly once.
     """
-    async with write_transaction(db.connection_name) as tx:
-        if _dialect(tx) == "postgres":
-            await tx.execute_query("SELECT pg_advisory_xact_lock($1)", [_ADVISORY_LOCK_KEY])
-        return await step(tx)
+    deadline = time.monotonic() + lock_timeout
+    started = time.monotonic()
+    next_report = started + _REPORT_EVERY / 2
+    while True:
+        try:
+            async with _sqlite_lock_wait(db), write_transaction(db.connection_name) as tx:
+                await lock_in_transaction(tx, deadline=deadline, lock_timeout=lock_timeout)
+                return await _translated(step(tx))
+        except _SQLiteBusy:
+            now = time.monotonic()
+            if now >= deadline:
+                raise MigrationLockTimeout(
+                    f"gave up after {lock_timeout:g} s waiting for the SQLite write lock: "
+                    "another process is writing to or migrating this database"
+                ) from None
+            if now >= next_report:
+                logger.warning(
+                    "waiting for the SQLite write lock, held by another connection "
+                    "(%.0f s so far, giving up after %g s)",
+                    now - started,
+                    lock_timeout,
+                )
+                next_report = now + _REPORT_EVERY
+
+
+async def lock_in_transaction(
+    tx: BaseDBAsyncClient,
+    *,
+    deadline: float | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> None:
+    """Inside a transaction on PostgreSQL: lift the application's statement timeout
+    and take the migration lock (released at commit or rollback). On SQLite the
+    caller's ``BEGIN IMMEDIATE`` is the lock, so nothing is done."""
+    if _dialect(tx) != "postgres":
+        return
+    await tx.execute_query("SET LOCAL statement_timeout = 0")
+    deadline = time.monotonic() + lock_timeout if deadline is None else deadline
+    await _advisory_lock(tx, deadline, lock_timeout)
+
+
+class _SQLiteBusy(Exception):
+    """BEGIN IMMEDIATE found the write lock taken (within a short busy timeout)."""
 
 
 @contextlib.asynccontextmanager
-async def _patient(db: BaseDBAsyncClient) -> AsyncIterator[None]:
-    """On SQLite, wait up to a minute for another process's migration to finish."""
+async def _sqlite_lock_wait(db: BaseDBAsyncClient) -> AsyncIterator[None]:
+    """On SQLite, try for the write lock one second at a time (so the wait can be
+    reported and bounded), then restore the connection's busy timeout."""
     if _dialect(db) != "sqlite":
         yield
         return
-    _, rows = await db.execute_query("PRAGMA busy_timeout")
+    try:
+        # The first query may open the connection, whose set-up pragmas can meet the
+        # lock too (switching a new file to WAL needs it).
+        _, rows = await db.execute_query("PRAGMA busy_timeout")
+    except Exception as exc:
+        if _is_sqlite_busy(exc):
+            raise _SQLiteBusy from None
+        raise
     previous = int(next(iter(dict(rows[0]).values())))
-    await db.execute_query(f"PRAGMA busy_timeout = {_SQLITE_LOCK_WAIT_MS}")
+    await db.execute_query("PRAGMA busy_timeout = 1000")
     try:
         yield
+    except Exception as exc:
+        if _is_sqlite_busy(exc):
+            raise _SQLiteBusy from None
+        raise
     finally:
         await db.execute_query(f"PRAGMA busy_timeout = {previous}")
 
 
-async def upgrade(target: Target = None) -> list[str]:
-    """Apply every pending migration, each in its own transaction; idempotent.
+def _is_sqlite_busy(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in (
+            sqlite3.SQLITE_BUSY,
+            sqlite3.SQLITE_LOCKED,
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+_LOCK_HOLDER: Final = """
+SELECT a.pid, coalesce(a.application_name, '') AS application,
+       coalesce(host(a.client_addr), 'local socket') AS client,
+       extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::float8 AS seconds
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1
+LIMIT 1
+"""
+
+
+async def _lock_holder(tx: BaseDBAsyncClient) -> str:
+    key = _ADVISORY_LOCK_KEY & 0xFFFF_FFFF_FFFF_FFFF
+    _, rows = await tx.execute_query(_LOCK_HOLDER, [key >> 32, key & 0xFFFF_FFFF])
+    if not rows:
+        return "another session (gone by now)"
+    row = rows[0]
+    application = f" {row['application']!r}" if row["application"] else ""
+    return (
+        f"PostgreSQL backend {row['pid']}{application} from {row['client']}, "
+        f"in its transaction for {float(row['seconds']):.0f} s"
+    )
+
+
+async def _advisory_lock(tx: BaseDBAsyncClient, deadline: float, lock_timeout: float) -> None:
+    started = time.monotonic()
+    next_report = started + _REPORT_EVERY / 2
+    while True:
+        _, rows = await tx.execute_query(
+            "SELECT pg_try_advisory_xact_lock($1) AS got", [_ADVISORY_LOCK_KEY]
+        )
+        if rows[0]["got"]:
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            raise MigrationLockTimeout(
+                f"gave up after {lock_timeout:g} s waiting for the migration lock, held by "
+                f"{await _lock_holder(tx)}"
+            )
+        if now >= next_report:
+            logger.warning(
+                "waiting for the migration lock, held by %s (waited %.0f s, giving up after %g s)",
+                await _lock_holder(tx),
+                now - started,
+                lock_timeout,
+            )
+            next_report = now + _REPORT_EVERY
+        await asyncio.sleep(_POLL_SECONDS)
+
+
+async def _translated(step: Awaitable[R]) -> R:
+    """Driver and Tortoise errors of a migration step as one-line MigrationFailed
+    (connection failures pass through: callers map them to "unreachable")."""
+    try:
+        return await step
+    except (TimeoutError, MigrationError, _SQLiteBusy, OSError):
+        raise
+    except Exception as exc:
+        if _is_sqlite_busy(exc):
+            raise _SQLiteBusy from None
+        if _is_connection_failure(exc):
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MigrationFailed(f"the database refused a migration statement: {reason}") from exc
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    from tortoise.exceptions import DBConnectionError
+
+    if isinstance(exc, DBConnectionError):
+        return True
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError)
+
+
+# -- upgrading --------------------------------------------------------------------------
+
+
+async def _record(tx: BaseDBAsyncClient, migrations: list[Migration]) -> None:
+    from aerich.coder import encoder
+
+    cast = "::jsonb" if _dialect(tx) == "postgres" else ""
+    version, app, content = _marks(tx, 3)
+    for migration in migrations:
+        await tx.execute_query(
+            'INSERT INTO "aerich" ("version", "app", "content") '
+            f"VALUES ({version}, {app}, {content}{cast})",
+            [migration.filename, APP_LABEL, encoder(migration.models_state())],
+        )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one locked step did: ``action`` is applied, recorded or adopted."""
+
+    action: str
+    migrations: list[Migration]
+
+
+async def _bring_forward(tx: BaseDBAsyncClient, *, upto: int | None = None) -> _Step | None:
+    """Make one step towards migration level ``upto`` (default: head), trusting the
+    live table; None when there is nothing to do. Bookkeeping is the caller's."""
+    state = await inspect_schema(tx)
+    history = migration_history()
+    upto = len(history) if upto is None else upto
+    if state.unknown:
+        return None  # ahead of this version: upgrade() reports it
+    if state.level is not None:
+        done = set(state.known)
+        ahead_of_table = [name for name in state.names[state.level :] if name in done]
+        if ahead_of_table:
+            raise SchemaMismatch(
+                f"{', '.join(ahead_of_table)} recorded as applied, but the table lacks "
+                "their effect: " + "; ".join(state.differences()),
+                state.differences(),
+            )
+        present = history[: state.level]
+        unrecorded = [m for m in present if m.filename not in done]
+        if unrecorded:
+            return _Step("recorded", unrecorded)
+        if state.level >= upto:
+            return None
+        migration = history[state.level]
+        await _run_script(tx, await migration.load().upgrade(tx))
+        return _Step("applied", [migration])
+    level = state.adoptable_level()
+    if level is not None:
+        await _adopt(tx, history[:level], state)
+        return _Step("adopted", history[:level])
+    found = state.differences()
+    raise SchemaMismatch(
+        f'the table "{TABLE}" is not what todo_app\'s recorded migrations '
+        f"({len(state.known)} of {len(history)}) made: " + "; ".join(found),
+        found,
+    )
+
+
+async def _adopt(tx: BaseDBAsyncClient, migrations: list[Migration], state: SchemaState) -> None:
+    """Replace a generator-made table by the real one (the same migrations' SQL), in
+    the caller's transaction, every row kept; rows that break a rule are reported
+    and nothing is changed."""
+    assert state.live is not None
+    columns = ", ".join(f'"{name}"' for name in state.live.columns)
+    on_commit = " ON COMMIT DROP" if state.dialect == "postgres" else ""
+    await tx.execute_query(
+        f'CREATE TEMPORARY TABLE "{_ADOPT_TABLE}"{on_commit} AS SELECT * FROM "{TABLE}"'
+    )
+    await tx.execute_query(f'DROP TABLE "{TABLE}"')
+    for migration in migrations:
+        await _run_script(tx, await migration.load().upgrade(tx))
+    copy = f'INSERT INTO "{TABLE}" ({columns}) SELECT {columns} FROM "{_ADOPT_TABLE}"'
+    await tx.execute_query("SAVEPOINT todo_app_adopt")
+    try:
+        await tx.execute_query(copy)
+    except Exception as exc:
+        if _is_connection_failure(exc):
+            raise
+        await tx.execute_query("ROLLBACK TO SAVEPOINT todo_app_adopt")
+        violations = await _violations(tx, columns)
+        shown = "; ".join(violations[:_MAX_REPORTED_ROWS]) or str(exc).splitlines()[0]
+        raise MigrationDataError(
+            f'cannot complete the existing "{TABLE}" into todo_app\'s schema: rows break '
+            f"its rules ({shown}). Fix or delete them, then migrate again; nothing was changed",
+            violations,
+        ) from None
+    await tx.execute_query("RELEASE SAVEPOINT todo_app_adopt")
+    await tx.execute_query(f'DROP TABLE "{_ADOPT_TABLE}"')
+
+
+_CONSTRAINT: Final = re.compile(r"todo_app_task_[a-z_]+|NOT NULL[^\n]*|not-null[^\n]*")
+
+
+async def _violations(tx: BaseDBAsyncClient, columns: str) -> list[str]:
+    """``"<id>: <constraint>"`` for the stashed rows the new table refuses, row by row
+    (the failure path only), at most ``_MAX_REPORTED_ROWS`` of them."""
+    (mark,) = _marks(tx, 1)
+    _, ids = await tx.execute_query(f'SELECT "id" FROM "{_ADOPT_TABLE}" ORDER BY "id"')
+    found: list[str] = []
+    for row in ids:
+        await tx.execute_query("SAVEPOINT todo_app_row")
+        try:
+            await tx.execute_query(
+                f'INSERT INTO "{TABLE}" ({columns}) SELECT {columns} '
+                f'FROM "{_ADOPT_TABLE}" WHERE "id" = {mark}',
+                [row["id"]],
+            )
+        except Exception as exc:
+            match = _CONSTRAINT.search(str(exc))
+            found.append(f"task {row['id']}: {match.group(0) if match else 'refused'}")
+        await tx.execute_query("ROLLBACK TO SAVEPOINT todo_app_row")
+        if len(found) >= _MAX_REPORTED_ROWS:
+            break
+    return found
+
+
+async def upgrade(
+    target: Target = None, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> list[str]:
+    """Bring the database to this version's newest migration; idempotent.
 
     ``target``: ``None`` for the connection ``Task`` is bound to in the running
     Tortoise context (a host's, after ``Tortoise.init``), a connection, a URL, or a
-    Tortoise config dict. Returns the file names applied (empty: already at head).
-    Safe to call from several processes at once.
+    Tortoise config dict. Returns the file names newly applied or recorded (empty:
+    already at head, or ahead of this version, which is logged as a warning).
+    Safe to call from several processes at once; each waits for the lock at most
+    ``lock_timeout`` seconds. Failures are :class:`MigrationError` subclasses and
+    leave the failing step's changes rolled back.
     """
-    history = migration_history()
 
-    async def apply_next(tx: BaseDBAsyncClient) -> str | None:
-        done = set(await _applied(tx))
-        migration = next((m for m in history if m.filename not in done), None)
-        if migration is None:
-            return None
-        from aerich.coder import encoder
+    async def step(tx: BaseDBAsyncClient) -> _Step | None:
+        made = await _bring_forward(tx)
+        if made is not None:
+            await _record(tx, made.migrations)  # in the same transaction as the step
+        return made
 
-        module = migration.load()
-        await _run_script(tx, await module.upgrade(tx))
-        content = encoder(migration.models_state())
-        if _dialect(tx) == "postgres":
-            sql = 'INSERT INTO "aerich" ("version", "app", "content") VALUES ($1, $2, $3::jsonb)'
-        else:
-            sql = 'INSERT INTO "aerich" ("version", "app", "content") VALUES (?, ?, ?)'
-        await tx.execute_query(sql, [migration.filename, APP_LABEL, content])
-        return migration.filename
-
-    applied: list[str] = []
-    async with _connection(target) as db, _patient(db):
-        while (filename := await _run_locked(db, apply_next)) is not None:
-            applied.append(filename)
-    return applied
+    done: list[str] = []
+    async with _connection(target) as db:
+        while (made := await _run_locked(db, step, lock_timeout=lock_timeout)) is not None:
+            for migration in made.migrations:
+                logger.info("%s %s", made.action, migration.filename)
+                done.append(migration.filename)
+        state = await inspect_schema(db)
+    if state.unknown:
+        logger.warning(
+            "the database was migrated by a newer version of todo_app (%s unknown here): "
+            "nothing to apply",
+            ", ".join(state.unknown),
+        )
+    return done
 
 
-async def migrate(target: Target = None) -> list[str]:
+async def migrate(
+    target: Target = None, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> list[str]:
     """Bring the database to head: :func:`upgrade` under the name hosts look for."""
-    return await upgrade(target)
+    return await upgrade(target, lock_timeout=lock_timeout)
 
 
-async def downgrade(target: Target = None, *, steps: int = 1) -> list[str]:
-    """Revert the newest ``steps`` applied migrations, newest first.
+# -- downgrading ------------------------------------------------------------------------
 
-    Each revert and the removal of its bookkeeping row commit together. Raises
-    :class:`MigrationError` when fewer than ``steps`` migrations are applied, or a
-    migration's ``downgrade`` returns no SQL (Aerich would report success).
-    """
-    if steps < 1:
-        raise ValueError("steps must be at least 1")
-    by_name = {m.filename: m for m in migration_history()}
 
-    async def revert_last(tx: BaseDBAsyncClient) -> str | None:
-        done = await _applied(tx)
-        if not done:
-            return None
-        filename = done[-1]
-        migration = by_name.get(filename)
-        if migration is None:
-            raise MigrationError(f"applied migration {filename} has no migration file")
+@dataclass(frozen=True)
+class RevertStep:
+    """One migration a downgrade reverts, and the data that reverting it drops."""
+
+    filename: str
+    drops: str | None
+
+
+@dataclass(frozen=True)
+class DowngradePlan:
+    """What :func:`downgrade` will do, validated against the live database."""
+
+    dialect: str
+    rows: int
+    steps: list[RevertStep]
+
+    def describe(self) -> list[str]:
+        """One line per step, newest first, saying what data it drops."""
+        return [
+            f"revert {step.filename}" + (f": drops {step.drops}" if step.drops else "")
+            for step in self.steps
+        ]
+
+
+async def _plan(tx: BaseDBAsyncClient, steps: int) -> tuple[DowngradePlan, list[str]]:
+    """The validated plan and each step's SQL; raises before any change."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise MigrationPlanError("steps must be a whole number of at least 1")
+    state = await inspect_schema(tx)
+    if state.unknown:
+        raise SchemaAhead(
+            "the database was migrated by a newer version of todo_app "
+            f"({', '.join(state.unknown)} unknown here): downgrade it with that version",
+            state.unknown,
+        )
+    applied = len(state.known)
+    if state.level != applied or state.known != state.names[:applied]:
+        found = state.differences()
+        raise SchemaMismatch(
+            "nothing reverted: the table is not what the recorded migrations made "
+            f"({'; '.join(found) or 'bookkeeping out of order'}); run `todo-app check`",
+            found,
+        )
+    if steps > applied:
+        raise MigrationPlanError(
+            f"nothing reverted: asked to revert {steps} migration(s), but only {applied} "
+            "are applied"
+        )
+    rows = 0
+    if state.live is not None:
+        _, counted = await tx.execute_query(f'SELECT count(*) AS n FROM "{TABLE}"')
+        rows = int(counted[0]["n"])
+    history = migration_history()
+    planned: list[RevertStep] = []
+    scripts: list[str] = []
+    for level in range(applied, applied - steps, -1):
+        migration = history[level - 1]
         script = await migration.load().downgrade(tx)
         if not script.strip():
-            raise MigrationError(f"migration {filename} has an empty downgrade")
-        await _run_script(tx, script)
-        placeholder = ("$1", "$2") if _dialect(tx) == "postgres" else ("?", "?")
-        await tx.execute_query(
-            f'DELETE FROM "aerich" WHERE "app" = {placeholder[0]} '  # noqa: S608
-            f'AND "version" = {placeholder[1]}',
-            [APP_LABEL, filename],
-        )
-        return filename
+            raise MigrationPlanError(
+                f"nothing reverted: migration {migration.filename} has an empty downgrade"
+            )
+        before, after = state.shapes[level - 1], state.shapes[level]
+        planned.append(RevertStep(migration.filename, _dropped(before, after, rows)))
+        scripts.append(script)
+    return DowngradePlan(state.dialect, rows, planned), scripts
 
-    reverted: list[str] = []
-    async with _connection(target) as db, _patient(db):
-        for _ in range(steps):
-            filename = await _run_locked(db, revert_last)
-            if filename is None:
-                raise MigrationError(
-                    f"asked to revert {steps} migration(s), but only {len(reverted)} were applied"
-                )
-            reverted.append(filename)
-    return reverted
+
+def _dropped(before: TableShape | None, after: TableShape | None, rows: int) -> str | None:
+    """The data a revert from ``after`` to ``before`` loses, in words."""
+    if after is None:
+        return None
+    if before is None:
+        return f'the table "{TABLE}" and its {rows} task(s)'
+    lost = [name for name in after.columns if name not in before.columns]
+    if not lost:
+        return None
+    return f"column(s) {', '.join(lost)} of {rows} task(s)"
+
+
+async def plan_downgrade(target: Target = None, *, steps: int = 1) -> DowngradePlan:
+    """What ``downgrade(target, steps=steps)`` would do, validated; changes nothing."""
+    async with _connection(target) as db:
+        plan, _ = await _translated(_plan(db, steps))
+        return plan
+
+
+async def downgrade(
+    target: Target = None, *, steps: int = 1, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> list[str]:
+    """Revert the newest ``steps`` applied migrations, newest first, all in one
+    transaction with their bookkeeping: every step or none.
+
+    The whole plan is validated first (see :func:`plan_downgrade`): more steps than
+    are applied, a missing file, an empty downgrade, a live table that is not what
+    the migrations made, or a database of a newer version raise a
+    :class:`MigrationError` before anything changes.
+    """
+
+    async def revert(tx: BaseDBAsyncClient) -> list[str]:
+        plan, scripts = await _plan(tx, steps)
+        version, app = _marks(tx, 2)
+        for step, script in zip(plan.steps, scripts, strict=True):
+            await _run_script(tx, script)
+            await tx.execute_query(
+                f'DELETE FROM "aerich" WHERE "version" = {version} AND "app" = {app}',
+                [step.filename, APP_LABEL],
+            )
+            logger.info("reverted %s", step.filename)
+        return [step.filename for step in plan.steps]
+
+    async with _connection(target) as db:
+        return await _run_locked(db, revert, lock_timeout=lock_timeout)
+
+
+# -- drift ------------------------------------------------------------------------------
 
 
 def _normalise(state: dict[str, Any]) -> dict[str, Any]:
@@ -373,8 +859,8 @@ async def check_drift() -> list[str]:
 def _describe_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     from dictdiffer import diff  # Aerich's own dependency
 
-    differences = []
+    found = []
     for kind, path, change in diff(recorded, current):
         where = path if isinstance(path, str) else ".".join(map(str, path))
-        differences.append(f"{kind} {where}: {change}")
-    return differences
+        found.append(f"{kind} {where}: {change}")
+    return found

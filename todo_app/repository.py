@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import functools
 import sqlite3
 import uuid
@@ -49,6 +48,7 @@ from todo_app.transactions import write_transaction
 __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]
 
 MAX_PAGE_SIZE: Final = 200
+_KNOWN_STATUSES: Final = frozenset(member.value for member in TaskStatus)
 _MAX_VERSION: Final = sql.MAX_VERSION  # the version column is a 32-bit integer
 _BULK_BATCH: Final = 500
 _COPY_BATCH: Final = 5000
@@ -167,12 +167,14 @@ class TaskRepository:
         return TaskPage.model_construct(items=items, next_cursor=next_cursor)
 
     @_guarded
-    async def counts(self) -> dict[TaskStatus, int]:
-        """How many tasks the owner has in each status; every status is present."""
-        result = dict.fromkeys(TaskStatus, 0)
+    async def counts(self) -> dict[TaskStatus | str, int]:
+        """How many tasks the owner has in each status; every ``TaskStatus`` is present
+        (zeros included), and a status written by a newer version is counted under
+        its stored string."""
+        result: dict[TaskStatus | str, int] = dict.fromkeys(TaskStatus, 0)
         for row in await _runner().fetch(sql.COUNTS, self._owner, idempotent=True):
-            with contextlib.suppress(ValueError):  # a status from a newer version
-                result[TaskStatus(row["status"])] = int(row["n"])
+            status = str(row["status"])
+            result[TaskStatus(status) if status in _KNOWN_STATUSES else status] = int(row["n"])
         return result
 
     # -- writing --------------------------------------------------------------------

@@ -45,6 +45,19 @@ Description = Annotated[
 Status = Annotated[
     TaskStatus, Field(description="pending or completed; more statuses may be added.")
 ]
+# What a stored row may hold: during a rolling deploy a newer version of todo_app can
+# write a status this one does not know. It is returned as stored, never refused, so
+# that one such row cannot make an owner's whole listing fail.
+StoredStatus = Annotated[
+    TaskStatus | str,
+    Field(
+        union_mode="left_to_right",
+        description=(
+            "A TaskStatus value; a status written by a newer version of todo_app is "
+            "returned as the string stored."
+        ),
+    ),
+]
 
 
 class TaskCreate(BaseModel):
@@ -95,7 +108,7 @@ class TaskRead(BaseModel):
     user_id: str
     title: str
     description: str | None
-    status: TaskStatus
+    status: StoredStatus
     version: int = Field(description="Starts at 1; +1 on every write. Send it back to update.")
     created_at: dt.datetime
     updated_at: dt.datetime

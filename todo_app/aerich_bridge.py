@@ -1,0 +1,191 @@
+"""Aerich in a host project: todo_app's migrations as files in the host's own folder.
+
+Aerich reads every app's migrations from one ``location`` (``<location>/<app>/``,
+relative to the working directory), so a host that deploys with ``aerich upgrade``
+needs todo_app's files there. ``todo-app install-migrations`` writes them, the way
+Rails engines install theirs: it adds what is new, never overwrites a file that
+differs, and says what it did; ``todo-app check`` says when the host's copy is
+behind the installed package.
+
+Each installed file is a small stub, not a copy of the SQL: its ``upgrade`` and
+``downgrade`` hand Aerich's transaction to the package, which holds the frozen SQL
+and checks the live table first, exactly as ``todo_app.migrate()`` does. That is
+what makes the order of a host's deployment steps irrelevant: a ``todo_app_task``
+table that the host's own ``aerich init-db`` (or ``generate_schemas()``) made
+without CHECK constraints is completed into the real one with its rows kept, and an
+effect that is already present is only recorded.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from todo_app.config import APP_LABEL
+from todo_app.errors import MigrationPlanError, SchemaAhead, SchemaMismatch
+from todo_app.migrator import (
+    _SOURCE_DIR,
+    _adopt,
+    _run_script,
+    inspect_schema,
+    lock_in_transaction,
+    migration_history,
+)
+
+__all__ = [
+    "InstallReport",
+    "aerich_migration",
+    "host_migrations_dir",
+    "install_migrations",
+    "missing_from",
+]
+
+_STUB: Final = '''"""todo_app migration {filename}, installed by `todo-app install-migrations`.
+
+The SQL is frozen inside the installed todo_app package; this file hands Aerich's
+transaction to it, and todo_app checks the live table first. Do not edit: a newer
+todo_app installs its new migrations next to this one.
+"""
+
+from todo_app.aerich_bridge import aerich_migration
+
+RUN_IN_TRANSACTION = True
+
+upgrade, downgrade, MODELS_STATE = aerich_migration("{filename}")
+'''
+
+Step = Callable[[BaseDBAsyncClient], Awaitable[str]]
+
+
+def aerich_migration(filename: str) -> tuple[Step, Step, str]:
+    """``upgrade``, ``downgrade`` and ``MODELS_STATE`` of an installed stub file."""
+    history = migration_history()
+    names = [migration.filename for migration in history]
+    if filename not in names:
+        raise MigrationPlanError(
+            f"{filename} is not a migration of the installed todo_app: install the "
+            "todo_app version that wrote it, or remove the file"
+        )
+    index = names.index(filename)
+    migration = history[index]
+    state_string = str(getattr(migration.load(), "MODELS_STATE", ""))
+
+    async def upgrade(db: BaseDBAsyncClient) -> str:
+        await lock_in_transaction(db)
+        state = await inspect_schema(db)
+        if state.unknown:
+            raise SchemaAhead(
+                "the database was migrated by a newer version of todo_app "
+                f"({', '.join(state.unknown)} unknown here): upgrade the package",
+                state.unknown,
+            )
+        if state.level is not None and state.level > index:
+            return ""  # its effect is there already: Aerich records it
+        if state.level == index:
+            await _run_script(db, await migration.load().upgrade(db))
+            return ""
+        level = state.adoptable_level()
+        if level is not None and level > index:
+            await _adopt(db, history[:level], state)
+            return ""
+        found = state.differences()
+        raise SchemaMismatch(
+            f"cannot apply {filename}: the table is not what the earlier migrations made: "
+            + "; ".join(found),
+            found,
+        )
+
+    async def downgrade(db: BaseDBAsyncClient) -> str:
+        await lock_in_transaction(db)
+        state = await inspect_schema(db)
+        if state.level != index + 1 or state.known != names[: index + 1]:
+            found = state.differences() or ["the bookkeeping rows are out of order"]
+            raise SchemaMismatch(
+                f"cannot revert {filename}: the table is not what it made: " + "; ".join(found),
+                found,
+            )
+        script: str = await migration.load().downgrade(db)
+        return script
+
+    return upgrade, downgrade, state_string
+
+
+def host_migrations_dir(pyproject: Path | None = None) -> Path | None:
+    """todo_app's folder in the host's Aerich ``location`` (``[tool.aerich]`` of the
+    ``pyproject.toml`` in the working directory), or None when there is none."""
+    pyproject = Path("pyproject.toml") if pyproject is None else pyproject
+    try:
+        config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    location = config.get("tool", {}).get("aerich", {}).get("location")
+    if not isinstance(location, str):
+        return None
+    return aerich_dir(location, base=pyproject.parent)
+
+
+def aerich_dir(location: str, *, base: Path | None = None) -> Path:
+    """Where Aerich looks for todo_app's files, given its ``location`` setting."""
+    path = (
+        Path(location.format(app=APP_LABEL)) if "{app}" in location else Path(location, APP_LABEL)
+    )
+    return path if path.is_absolute() or base is None else base / path
+
+
+@dataclass
+class InstallReport:
+    """What :func:`install_migrations` did, file by file."""
+
+    directory: Path
+    installed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # present, but not what we would write
+    unknown: list[str] = field(default_factory=list)  # not a migration of this version
+
+
+def _is_source(directory: Path) -> bool:
+    return directory.resolve() == _SOURCE_DIR.resolve()
+
+
+def install_migrations(directory: Path) -> InstallReport:
+    """Write the stub of every migration of this version into ``directory``.
+
+    Never overwrites: a file of the same name whose content differs is kept and
+    reported. Refuses the package's own source folder.
+    """
+    if _is_source(directory):
+        raise MigrationPlanError(
+            f"{directory} is todo_app's own source folder: install into a host project"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    report = InstallReport(directory)
+    names = [migration.filename for migration in migration_history()]
+    for name in names:
+        path = directory / name
+        stub = _STUB.format(filename=name)
+        if not path.exists():
+            path.write_text(stub, encoding="utf-8")
+            report.installed.append(name)
+        elif path.read_text(encoding="utf-8") == stub:
+            report.unchanged.append(name)
+        else:
+            report.kept.append(name)
+    report.unknown = sorted(
+        path.name
+        for path in directory.glob("*.py")
+        if path.stem.partition("_")[0].isdigit() and path.name not in names
+    )
+    return report
+
+
+def missing_from(directory: Path) -> list[str]:
+    """This version's migrations that ``directory`` (a host's copy) lacks."""
+    if _is_source(directory) or not directory.is_dir():
+        return []
+    present = {path.name for path in directory.glob("*.py")}
+    return [m.filename for m in migration_history() if m.filename not in present]
