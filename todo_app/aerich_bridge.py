@@ -60,6 +60,9 @@ upgrade, downgrade, MODELS_STATE = aerich_migration("{filename}")
 '''
 
 Step = Callable[[BaseDBAsyncClient], Awaitable[str]]
+#: What Aerich is handed to run once the package has done the work itself (asyncpg
+#: refuses an empty script).
+_DONE: Final = "SELECT 1; -- todo_app applied this migration itself"
 
 
 def aerich_migration(filename: str) -> tuple[Step, Step, str]:
@@ -85,14 +88,14 @@ def aerich_migration(filename: str) -> tuple[Step, Step, str]:
                 state.unknown,
             )
         if state.level is not None and state.level > index:
-            return ""  # its effect is there already: Aerich records it
+            return _DONE  # its effect is there already: Aerich records it
         if state.level == index:
             await _run_script(db, await migration.load().upgrade(db))
-            return ""
+            return _DONE
         level = state.adoptable_level()
         if level is not None and level > index:
             await _adopt(db, history[:level], state)
-            return ""
+            return _DONE
         found = state.differences()
         raise SchemaMismatch(
             f"cannot apply {filename}: the table is not what the earlier migrations made: "

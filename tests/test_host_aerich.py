@@ -1,0 +1,354 @@
+"""A host project that deploys with Aerich, built from the wheel outside this repository.
+
+The host (FastAPI, its own ``shop`` app managed by Aerich, todo_app on the same
+connection ``main``) follows the README: ``aerich --app shop init-db`` once, when the
+project is set up, which writes ``todo_app_task`` into the host's own migration as
+Tortoise's generator makes it; ``todo-app install-migrations``; then, per deployment,
+``aerich --app shop upgrade`` and ``aerich --app todo_app upgrade``. Whichever runs
+first on a fresh database (or ``generate_schemas()`` before both), the end state is
+todo_app's real schema, the host's table is intact, and the app serves requests
+under uvicorn with two workers that migrate at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from todo_app.settings import DatabaseURL
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FreshURL = Callable[[str], Awaitable[DatabaseURL]]
+DIALECTS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+ORDERS = ["host first", "todo_app first", "generate_schemas first"]
+
+FILES = {
+    "pyproject.toml": """
+        [project]
+        name = "shop-host"
+        version = "0"
+
+        [tool.aerich]
+        tortoise_orm = "settings.TORTOISE_ORM"
+        location = "./migrations"
+        src_folder = "./."
+    """,
+    "shop/__init__.py": "",
+    "shop/models.py": """
+        from tortoise import fields
+        from tortoise.models import Model
+
+
+        class Order(Model):
+            id = fields.IntField(primary_key=True)
+            item = fields.CharField(max_length=100)
+
+            class Meta:
+                table = "shop_order"
+    """,
+    "settings.py": """
+        import os
+
+        import todo_app
+
+        TORTOISE_ORM = {
+            "connections": {"main": os.environ["DATABASE_URL"]},
+            "apps": {
+                "shop": {"models": ["shop.models", "aerich.models"], "default_connection": "main"},
+                "todo_app": todo_app.app_config("main"),
+            },
+            "use_tz": True,
+            "timezone": "UTC",
+        }
+    """,
+    "app.py": """
+        from contextlib import asynccontextmanager
+
+        from fastapi import FastAPI
+        from tortoise.contrib.fastapi import RegisterTortoise
+
+        import todo_app
+        from settings import TORTOISE_ORM
+        from shop.models import Order
+
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI):
+            async with RegisterTortoise(app, config=TORTOISE_ORM):
+                await todo_app.migrate()  # every worker: one applies, the others wait
+                await todo_app.ensure_schema_current()
+                yield
+
+
+        app = FastAPI(lifespan=lifespan)
+
+
+        @app.post("/{owner}/tasks/{title}")
+        async def add(owner: str, title: str) -> dict:
+            task = await todo_app.TaskRepository(owner).create(todo_app.TaskCreate(title=title))
+            return {"id": str(task.id), "version": task.version}
+
+
+        @app.get("/{owner}/tasks")
+        async def titles(owner: str) -> list[str]:
+            page = await todo_app.TaskRepository(owner).list(order="oldest")
+            return [task.title for task in page.items]
+
+
+        @app.get("/orders")
+        async def orders() -> list[str]:
+            return [order.item for order in await Order.all().order_by("id")]
+    """,
+    "make_schema.py": """
+        from tortoise import Tortoise, run_async
+
+        from settings import TORTOISE_ORM
+
+
+        async def main() -> None:
+            await Tortoise.init(config=TORTOISE_ORM)
+            await Tortoise.generate_schemas()
+
+
+        run_async(main())
+    """,
+    "probe.py": """
+        # Raw SQL, no todo_app: what the database itself enforces.
+        import asyncio, json, os, sqlite3, sys
+
+        URL = os.environ["DATABASE_URL"]
+        LONG = "x" * 201
+        INSERT = (
+            'INSERT INTO "todo_app_task" ("id", "user_id", "title", "status", "version",'
+            ' "created_at", "updated_at") VALUES ({}, {}, {}, {}, 1, {}, {})'
+        )
+
+        async def postgres() -> dict:
+            import asyncpg
+            db = await asyncpg.connect(URL)
+            try:
+                await db.execute("INSERT INTO shop_order (item) VALUES ('raw')")
+                try:
+                    await db.execute(INSERT.format("gen_random_uuid()", "'u'", "$1", "'pending'",
+                                                   "now()", "now()"), LONG)
+                    refused = None
+                except asyncpg.PostgresError as exc:
+                    refused = type(exc).__name__ + ": " + str(exc)
+                orders = [r["item"] for r in await db.fetch("SELECT item FROM shop_order")]
+                rows = await db.fetch("SELECT version FROM aerich WHERE app = 'todo_app'")
+                return {"refused": refused, "orders": orders, "todo_rows": len(rows)}
+            finally:
+                await db.close()
+
+        def sqlite() -> dict:
+            db = sqlite3.connect(URL.removeprefix("sqlite://"))
+            db.execute("INSERT INTO shop_order (item) VALUES ('raw')")
+            try:
+                db.execute(INSERT.format("'00000000-0000-4000-8000-000000000001'", "'u'", "?",
+                                         "'pending'", "'2026-01-01'", "'2026-01-01'"), [LONG])
+                refused = None
+            except sqlite3.IntegrityError as exc:
+                refused = str(exc)
+            db.commit()
+            orders = [r[0] for r in db.execute("SELECT item FROM shop_order")]
+            rows = db.execute("SELECT version FROM aerich WHERE app = 'todo_app'").fetchall()
+            return {"refused": refused, "orders": orders, "todo_rows": len(rows)}
+
+        result = asyncio.run(postgres()) if URL.startswith("postgres") else sqlite()
+        print(json.dumps(result))
+    """,
+}
+
+
+def run(*args: str | Path, cwd: Path, env: dict[str, str], code: int = 0) -> str:
+    result = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == code, f"{args} -> {result.returncode}:\n{output}"
+    return output
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv outside the repository with the built wheel, FastAPI and uvicorn."""
+    uv = shutil.which("uv")
+    assert uv, "uv is needed to build the wheel (pip install uv)"
+    base = tmp_path_factory.mktemp("aerich-host")
+    env = dict(os.environ)
+    run(uv, "build", "--wheel", "--out-dir", base / "dist", "--quiet", cwd=REPO_ROOT, env=env)
+    (wheel,) = (base / "dist").glob("todo_app-*.whl")
+    run(uv, "venv", "--quiet", "--python", sys.executable, base / "venv", cwd=base, env=env)
+    python = base / "venv" / "bin" / "python"
+    run(uv, "pip", "install", "--quiet", "--python", python, wheel, "fastapi", "uvicorn",
+        cwd=base, env=env)  # fmt: skip
+    return base / "venv"
+
+
+def host_env(venv: Path, url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    env["DATABASE_URL"] = url
+    env["AERICH_NO_TORTOISE_V1_WARNING"] = "1"
+    return env
+
+
+@pytest.fixture(params=DIALECTS)
+async def project(
+    request: pytest.FixtureRequest,
+    venv: Path,
+    tmp_path: Path,
+    fresh_database_url: FreshURL,
+) -> tuple[Path, str]:
+    """The host project as its developers set it up once: files, the shop app's
+    initial migration (written by ``aerich init-db`` on a scratch database), and
+    todo_app's migrations installed next to it."""
+    dialect: str = request.param
+    root = tmp_path / "host"
+    for name, text in FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    scratch = await fresh_database_url(dialect)
+    env = host_env(venv, scratch.reveal())
+    run("aerich", "--app", "shop", "init-db", cwd=root, env=env)
+    (shop_init,) = (root / "migrations" / "shop").glob("0_*_init.py")
+    assert '"todo_app_task"' in shop_init.read_text(), "Aerich wrote todo_app's table into shop's"
+    installed = run("todo-app", "install-migrations", cwd=root, env=env)
+    assert "installed 0_" in installed
+    assert "next: aerich --app todo_app upgrade" in installed
+    return root, dialect
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(method: str, url: str) -> object:
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Path, dict[str, str]], str]]:
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def start(root: Path, env: dict[str, str]) -> str:
+        port = free_port()
+        server = subprocess.Popen(
+            ["uvicorn", "app:app", "--workers", "2", "--port", str(port), "--log-level", "warning"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        servers.append(server)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                http("GET", f"{base}/orders")
+                return base
+            except OSError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else b""
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.2)
+
+    yield start
+    for server in servers:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stderr:
+            server.stderr.close()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_deployment_in_any_order_ends_in_the_real_schema(
+    project: tuple[Path, str],
+    order: str,
+    venv: Path,
+    fresh_database_url: FreshURL,
+    serve: Callable[[Path, dict[str, str]], str],
+) -> None:
+    root, dialect = project
+    url = (await fresh_database_url(dialect)).reveal()
+    env = host_env(venv, url)
+    shop = ("aerich", "--app", "shop", "upgrade")
+    todo = ("aerich", "--app", "todo_app", "upgrade")
+    steps = {
+        "host first": [shop, todo],
+        "todo_app first": [todo, shop],
+        "generate_schemas first": [("python", "make_schema.py"), shop, todo],
+    }[order]
+    for step in steps:
+        run(*step, cwd=root, env=env)
+    assert "database is at head" in run("todo-app", "--db", url, "check", cwd=root, env=env)
+
+    probe = json.loads(run("python", "probe.py", cwd=root, env=env))
+    assert probe["refused"] is not None, "a 201-character title must be refused by a CHECK"
+    assert "todo_app_task_title_max_length" in probe["refused"] or "too long" in probe["refused"]
+    assert probe["orders"] == ["raw"], "the host's own table is intact"
+    assert probe["todo_rows"] == 2
+
+    base = serve(root, env)
+    for title in ("first", "second"):
+        created = http("POST", f"{base}/alice/tasks/{title}")
+        assert isinstance(created, dict)
+        assert created["version"] == 1
+    assert http("GET", f"{base}/alice/tasks") == ["first", "second"]
+    assert http("GET", f"{base}/bob/tasks") == []
+    assert http("GET", f"{base}/orders") == ["raw"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_the_host_copy_behind_the_package_is_reported_and_completed(
+    dialect: str, venv: Path, tmp_path: Path, fresh_database_url: FreshURL
+) -> None:
+    root = tmp_path / "host"
+    for name, text in FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    url = (await fresh_database_url(dialect)).reveal()
+    env = host_env(venv, url)
+    run("todo-app", "install-migrations", cwd=root, env=env)
+    installed = sorted((root / "migrations" / "todo_app").glob("*.py"))
+    newest = installed[-1]
+    newest.unlink()  # the copy an older todo_app installed
+    run("aerich", "--app", "todo_app", "upgrade", cwd=root, env=env)
+    behind = run("todo-app", "--db", url, "check", cwd=root, env=env, code=7)
+    assert f"missing {newest.name}" in behind
+    assert "todo-app install-migrations" in behind
+    installed[0].write_text(installed[0].read_text() + "# edited by hand\n")
+    again = run("todo-app", "install-migrations", cwd=root, env=env)
+    assert f"installed {newest.name}" in again
+    assert f"kept {installed[0].name}" in again
+    assert installed[0].read_text().endswith("# edited by hand\n"), "never overwritten"
+    assert f"Success upgrading to {newest.name}" in run(
+        "aerich", "--app", "todo_app", "upgrade", cwd=root, env=env
+    )
+    assert "database is at head" in run("todo-app", "--db", url, "check", cwd=root, env=env)
+    assert "Success downgrading" in run(
+        "aerich", "--app", "todo_app", "downgrade", "--yes", cwd=root, env=env
+    )
+    assert "behind" in run("todo-app", "--db", url, "check", cwd=root, env=env, code=7)
