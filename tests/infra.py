@@ -218,6 +218,30 @@ class PostgresCluster:
         return f"postgresql://postgres@{host}:{self.port}/{database}{'?' + query if query else ''}"
 
 
+def _pgbouncer_binary() -> str:
+    """PgBouncer's binary. On a machine without it, the suite installs Debian's
+    package itself when it runs as root (as on CI and a fresh development machine),
+    so that the README's test command needs nothing installed by hand; otherwise it
+    fails with the command to run."""
+    found = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if Path(found).exists():
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.fail("pgbouncer is not installed: run `sudo apt-get install pgbouncer`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for args in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "pgbouncer"],
+    ):
+        result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+        if result.returncode:
+            pytest.fail(f"installing pgbouncer failed ({' '.join(args)}): {result.stderr[-800:]}")
+    # The package may start a service of its own on port 6432; the tests do not use it.
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["/etc/init.d/pgbouncer", "stop"], capture_output=True, timeout=30)
+    return "/usr/sbin/pgbouncer"
+
+
 class PgBouncer:
     """PgBouncer in transaction pooling mode, as Neon's pooler runs it."""
 
@@ -229,11 +253,7 @@ class PgBouncer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PgBouncer:
-        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-        if not Path(binary).exists():
-            pytest.fail(
-                "pgbouncer is not installed: .ci/run installs it (apt-get install pgbouncer)"
-            )
+        binary = _pgbouncer_binary()
         self.directory.mkdir(parents=True, exist_ok=True)
         lines = ["[databases]"]
         lines += [
