@@ -106,6 +106,7 @@ async def test_fails_holding_a_connection(todo_sqlite):
 INTERRUPTED = """
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -115,6 +116,7 @@ from models import Order
 @pytest.mark.asyncio
 async def test_interrupted_holding_a_connection(todo_sqlite):
     await Order.create(title="left behind")
+    Path("reached").write_text("the test held a connection when interrupted")
     os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C does
 """
 
@@ -128,17 +130,18 @@ POSTGRES_TESTS = 5  # postgres_with_host_model, 2 + 1 todo_db[postgres], fresh_p
 SQLITE_TESTS = 5  # sqlite_with_host_model, 2 + 1 todo_db[sqlite], fresh_sqlite
 
 
-def write(root: Path, *, session_loops: bool = False, broken: str | None = None) -> Path:
-    """Lay the host project out under ``root`` (outside the repository)."""
+def write(root: Path, *, ini: str = "", broken: str | None = None) -> Path:
+    """Lay the host project out under ``root`` (outside the repository); ``ini``:
+    extra ``[pytest]`` settings, ``broken``: FAILING or INTERRUPTED."""
     root.mkdir(parents=True, exist_ok=True)
-    ini = "[pytest]\n" + (SESSION_LOOPS.lstrip() if session_loops else "")
+    ini = "[pytest]\n" + ini.lstrip()
     files = {
         "pytest.ini": ini,
         "models.py": MODELS,
         "conftest.py": CONFTEST,
         "test_shop.py": TESTS,
     }
-    if broken is not None:  # FAILING or INTERRUPTED
+    if broken is not None:
         files["test_broken.py"] = broken
     for name, text in files.items():
         (root / name).write_text(textwrap.dedent(text).lstrip())
