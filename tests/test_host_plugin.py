@@ -13,13 +13,19 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
+import todo_app
 from tests import host_project
-from todo_app.settings import get_settings
+from tests.host_app.models import Note
+from todo_app import TaskCreate, TaskRepository
+from todo_app.settings import DatabaseURL, get_settings
+from todo_app.testing import TodoDatabase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: A PostgreSQL server that is certainly not there: nothing listens on port 1.
@@ -29,6 +35,32 @@ RUN_TIMEOUT = 180
 #: Where CI finds its Python 3.13 too (.ci/run).
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv"))
 PY313 = sorted(PYENV.glob("versions/3.13*/bin/python3"))
+
+
+@pytest.fixture(scope="session")
+def todo_extra_apps() -> dict[str, list[str]]:
+    """The host app of tests/host_app, for this module's in-process test."""
+    return {"host": ["tests.host_app.models"]}
+
+
+TASK_SCHEMA = "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'todo_app_task'"
+
+
+async def test_host_models_share_the_database_in_process(
+    todo_sqlite: TodoDatabase, fresh_sqlite_url: Callable[[], DatabaseURL]
+) -> None:
+    """The host's table is there next to todo_app's, and todo_app's table, indexes
+    and CHECKs are exactly what the migrations alone make."""
+    await Note.create(text="the host's own row")
+    await TaskRepository("alice").create(TaskCreate(title="next to it"))
+    assert await Note.all().count() == 1
+
+    plain = fresh_sqlite_url()
+    await todo_app.migrate(plain)
+    async with aiosqlite.connect(str(plain.database)) as connection:
+        expected = sorted(tuple(row) for row in await connection.execute_fetchall(TASK_SCHEMA))
+    _, rows = await todo_sqlite.connection.execute_query(TASK_SCHEMA)
+    assert sorted((row["type"], row["name"], row["sql"]) for row in rows) == expected
 
 
 @dataclass(frozen=True)
