@@ -184,11 +184,11 @@ SQLITE_WRITER = textwrap.dedent(
 
 
 async def test_sqlite_writers_in_two_processes_wait_for_each_other(
-    fresh_database_url: FreshURL, tmp_path: Path
+    fresh_sqlite_url: Callable[[], DatabaseURL], tmp_path: Path
 ) -> None:
     """Read-then-write transactions from two processes on one SQLite file: they queue
     on the write lock (BEGIN IMMEDIATE) instead of failing with "database is locked"."""
-    url = await fresh_database_url("sqlite")
+    url = fresh_sqlite_url()
     await todo_app.migrate(url)
     async with TortoiseContext():
         await Tortoise.init(config=todo_app.tortoise_config(url, connection_name="mp_sqlite"))

@@ -65,10 +65,12 @@ async def test_postgres_plan_is_an_index_scan_without_sort(fresh_database_url: F
         await connection.close()
 
 
-async def test_sqlite_plan_uses_the_index_without_a_temp_sort(fresh_database_url: FreshURL) -> None:
+async def test_sqlite_plan_uses_the_index_without_a_temp_sort(
+    fresh_sqlite_url: Callable[[], DatabaseURL],
+) -> None:
     import aiosqlite
 
-    url = await fresh_database_url("sqlite")
+    url = fresh_sqlite_url()
     await todo_app.migrate(url)
     async with aiosqlite.connect(str(url.database)) as connection:
         for after in (False, True):

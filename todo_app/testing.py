@@ -9,8 +9,18 @@ Enable with ``pytest_plugins = ["todo_app.testing"]`` in a ``conftest.py``.
   dropped at the end. If the server is unreachable the test *fails*; run pytest
   with ``--no-postgres`` to deselect PostgreSQL tests explicitly instead.
 * ``todo_db`` -- both of the above: a test using it runs once per dialect.
-* ``fresh_database_url`` -- a factory of empty, unmigrated databases (for
-  migration tests), dropped at the end of the test.
+* ``fresh_database_url`` -- a factory of empty, unmigrated databases of either
+  dialect (for migration tests), dropped at the end of the test; ``fresh_sqlite_url``
+  -- the same for SQLite only, which ``--no-postgres`` keeps.
+* ``todo_extra_apps`` -- override it (session scope) to get the host's own Tortoise
+  apps into the same databases: ``{"shop": ["shop.models"]}``. Their tables are made
+  by Tortoise's schema generator after todo_app's migrations.
+
+Tortoise connections belong to the event loop that opened them, so the per-test
+fixtures open theirs on the loop the test runs on: their loop scope is the host's
+``asyncio_default_test_loop_scope`` (pytest-asyncio's default: one loop per test).
+Session-wide work (CREATE DATABASE, migrate, DROP) holds no connection across tests
+and runs on a private loop in a worker thread, whatever loops the host uses.
 
 Each dialect gets its own connection name, because Tortoise caches compiled SQL per
 connection name for the whole process; none of them is called "default", which
@@ -19,27 +29,41 @@ proves the package works on whatever name a host chooses.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import types
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, cast
 
 import asyncpg
 import pytest
 import pytest_asyncio
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
+from tortoise.models import Model
 
-from todo_app.config import tortoise_config
+from todo_app.config import APP_LABEL, tortoise_config
 from todo_app.migrator import upgrade
+from todo_app.models import Task
 from todo_app.settings import DatabaseURL, get_settings
 
-__all__ = ["TodoDatabase"]
+__all__ = ["PostgresServer", "TodoDatabase"]
 
 SQLITE_CONNECTION = "todo_sqlite"
 POSTGRES_CONNECTION = "todo_postgres"
+#: Fixtures that hold connections and so must run on the test's own loop.
+_LOOP_BOUND = ("todo_sqlite", "todo_postgres")
+#: Fixtures whose mere use means PostgreSQL (``todo_postgres`` depends on the first).
+_POSTGRES_FIXTURES = frozenset({"postgres_server", "_postgres_session_url", "todo_postgres"})
+_NO_POSTGRES = "--no-postgres"
+
+T = TypeVar("T")
+LoopScope = Literal["session", "package", "module", "class", "function"]
+ExtraApps = Mapping[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -55,7 +79,7 @@ class TodoDatabase:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("todo_app")
     group.addoption(
-        "--no-postgres",
+        _NO_POSTGRES,
         action="store_true",
         default=False,
         help="Deselect tests that need PostgreSQL (they fail, not skip, when it is down).",
@@ -64,22 +88,65 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs the PostgreSQL server of TEST_DATABASE_URL")
+    config.pluginmanager.register(
+        _loop_bound_fixtures(_test_loop_scope(config)), f"{__name__}.loop_bound"
+    )
+
+
+def _test_loop_scope(config: pytest.Config) -> LoopScope:
+    # pytest-asyncio has validated the value by now.
+    return cast(LoopScope, config.getini("asyncio_default_test_loop_scope") or "function")
+
+
+def _needs_postgres(item: pytest.Item) -> bool:
+    """Whether ``item`` reaches PostgreSQL through a marker or any of our fixtures.
+
+    ``fresh_database_url`` serves both dialects and connects only when asked for
+    PostgreSQL, which collection cannot see: a test using it counts as a PostgreSQL
+    test unless one of its parameters is ``"sqlite"`` (the SQLite half of a
+    dialect-parametrised test). SQLite-only tests use ``fresh_sqlite_url``.
+    """
+    if item.get_closest_marker("postgres"):
+        return True
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    params: dict[str, Any] = dict(callspec.params) if callspec is not None else {}
+    if params.get("todo_db") == "postgres" or names & _POSTGRES_FIXTURES:
+        return True
+    return "fresh_database_url" in names and "sqlite" not in params.values()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("todo_db") == "postgres":
-            item.add_marker(pytest.mark.postgres)
-    if not config.getoption("--no-postgres"):
+    needing = [item for item in items if _needs_postgres(item)]
+    for item in needing:
+        item.add_marker(pytest.mark.postgres)
+    if not config.getoption(_NO_POSTGRES) or not needing:
         return
-    kept: list[pytest.Item] = []
-    deselected: list[pytest.Item] = []
-    for item in items:
-        (deselected if item.get_closest_marker("postgres") else kept).append(item)
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
+    deselected = set(needing)
+    config.hook.pytest_deselected(items=needing)
+    items[:] = [item for item in items if item not in deselected]
+
+
+def _refuse_under_no_postgres(config: pytest.Config, what: str) -> None:
+    """A test that reaches PostgreSQL in a way collection could not see (a dynamic
+    ``getfixturevalue``, ``fresh_database_url("postgres")`` in a SQLite variant)
+    fails rather than connect or skip: marking it is the fix."""
+    if config.getoption(_NO_POSTGRES):
+        pytest.fail(
+            f"this test uses PostgreSQL ({what}) although pytest runs with --no-postgres: "
+            "mark it @pytest.mark.postgres so that --no-postgres deselects it",
+            pytrace=False,
+        )
+
+
+def _run_aside(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a private event loop in a worker thread.
+
+    For session-wide work whose connections live only as long as the call: it is
+    independent of the host's loop scopes, and works even if a loop is running.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="todo_app") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _admin_dsn(url: DatabaseURL) -> dict[str, Any]:
@@ -95,7 +162,10 @@ def _admin_dsn(url: DatabaseURL) -> dict[str, Any]:
 
 
 class PostgresServer:
-    """Creates and drops uniquely named databases on the test server."""
+    """Creates and drops uniquely named databases on the test server.
+
+    Every call opens and closes its own connection, so it may run on any loop.
+    """
 
     def __init__(self, url: DatabaseURL) -> None:
         self.url = url
@@ -132,48 +202,158 @@ class PostgresServer:
         with contextlib.suppress(ValueError):
             self.created.remove(str(name))
 
+    async def drop_all(self) -> None:
+        for name in list(self.created):
+            await self.drop(self.url.with_database(name))
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def postgres_server() -> AsyncIterator[PostgresServer]:
+
+@pytest.fixture(scope="session")
+def todo_extra_apps() -> ExtraApps:
+    """The host's Tortoise apps to load next to todo_app: ``{label: [modules]}``.
+
+    Override it in a ``conftest.py`` (session scope) so host models share the
+    migrated databases; the labels are the ones the models' relations use.
+    """
+    return {}
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
     """The PostgreSQL server of ``TEST_DATABASE_URL``; drops what tests left behind."""
+    _refuse_under_no_postgres(request.config, "postgres_server")
     server = PostgresServer(get_settings().test_database_url)
     yield server
-    for name in list(server.created):
-        await server.drop(server.url.with_database(name))
+    _run_aside(server.drop_all())
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def _postgres_session_url(postgres_server: PostgresServer) -> AsyncIterator[DatabaseURL]:
-    url = await postgres_server.create()
-    async with _context(url, POSTGRES_CONNECTION) as db:
-        await upgrade(db.connection)
+@pytest.fixture(scope="session")
+def _postgres_session_url(
+    postgres_server: PostgresServer, todo_extra_apps: ExtraApps
+) -> Iterator[DatabaseURL]:
+    """The session's database, migrated once (with the host's tables) on a private loop."""
+
+    async def create() -> DatabaseURL:
+        url = await postgres_server.create()
+        async with _context(url, POSTGRES_CONNECTION, todo_extra_apps) as db:
+            await _build_schema(db, todo_extra_apps)
+        return url
+
+    url = _run_aside(create())
     yield url
-    await postgres_server.drop(url)
+    _run_aside(postgres_server.drop(url))
+
+
+def _config(url: DatabaseURL, connection_name: str, extra_apps: ExtraApps) -> dict[str, Any]:
+    config = tortoise_config(url, connection_name=connection_name)
+    for label, modules in extra_apps.items():
+        if label == APP_LABEL:
+            raise pytest.UsageError(f"todo_extra_apps: the app label {label!r} is todo_app's own")
+        config["apps"][label] = {"models": list(modules), "default_connection": connection_name}
+    return config
 
 
 @contextlib.asynccontextmanager
-async def _context(url: DatabaseURL, connection_name: str) -> AsyncIterator[TodoDatabase]:
+async def _context(
+    url: DatabaseURL, connection_name: str, extra_apps: ExtraApps
+) -> AsyncIterator[TodoDatabase]:
+    """A Tortoise context on the running loop; its connections close on the way out,
+    also when the test failed or was interrupted (an open aiosqlite connection keeps
+    a non-daemon thread, and with it the pytest process, alive)."""
     context = TortoiseContext()
     async with context:
-        await context.init(config=tortoise_config(url, connection_name=connection_name))
+        await context.init(config=_config(url, connection_name, extra_apps))
         connection = context.connections.get(connection_name)
         yield TodoDatabase(url.dialect, url, connection, context)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def todo_sqlite() -> AsyncIterator[TodoDatabase]:
-    """A migrated in-memory SQLite database, new for each test."""
-    async with _context(DatabaseURL("sqlite://:memory:"), SQLITE_CONNECTION) as db:
-        await upgrade(db.connection)
-        yield db
+def _extra_models(db: TodoDatabase, extra_apps: ExtraApps) -> list[type[Model]]:
+    apps = db.context.apps
+    assert apps is not None, "the context is initialised"
+    return [model for label in extra_apps for model in apps[label].values()]
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def todo_postgres(_postgres_session_url: DatabaseURL) -> AsyncIterator[TodoDatabase]:
-    """The session's migrated PostgreSQL database, emptied for this test."""
-    async with _context(_postgres_session_url, POSTGRES_CONNECTION) as db:
-        await db.connection.execute_script('TRUNCATE "todo_app_task"')
-        yield db
+async def _build_schema(db: TodoDatabase, extra_apps: ExtraApps) -> None:
+    """todo_app's real migrations first, then the host's tables from its models.
+
+    Only the host's models go through Tortoise's schema generator: run on every
+    model, it would also add its own versions of todo_app's indexes.
+    """
+    await upgrade(db.connection)
+    models = _extra_models(db, extra_apps)
+    if not models:
+        return
+    own_tables = {model._meta.db_table for model in models}
+    base: type[Any] = db.connection.schema_generator
+
+    class HostModelsOnly(base):  # type: ignore[misc]
+        def _get_models_to_create(self) -> list[type[Model]]:
+            for model in models:
+                model._check()
+            return models
+
+        def _get_table_sql(self, model: type[Model], safe: bool = True) -> dict[str, Any]:
+            # todo_app's table exists already: a reference to it orders nothing.
+            table: dict[str, Any] = super()._get_table_sql(model, safe)
+            table["references"] = {ref for ref in table["references"] if ref in own_tables}
+            return table
+
+    generator = HostModelsOnly(db.connection)
+    await generator.generate_from_string(generator.get_create_schema_sql(safe=False))
+
+
+def _require_loop_scope(request: pytest.FixtureRequest, loop_scope: str) -> None:
+    """A test marked with another loop scope would use our connections from a loop
+    they do not belong to: say so instead of failing obscurely (or hanging)."""
+    marker = request.node.get_closest_marker("asyncio")
+    wanted = marker.kwargs.get("loop_scope") or marker.kwargs.get("scope") if marker else None
+    if wanted and wanted != loop_scope:
+        pytest.fail(
+            f"{request.fixturename} opens its connections on the {loop_scope}-scoped loop "
+            f"(asyncio_default_test_loop_scope) but this test runs on a {wanted}-scoped one: "
+            "drop its loop_scope or set asyncio_default_test_loop_scope to match",
+            pytrace=False,
+        )
+
+
+def _loop_bound_fixtures(loop_scope: LoopScope) -> types.ModuleType:
+    """The per-test fixtures, on the loop scope the host's tests run with.
+
+    Built at configure time because pytest-asyncio fixes a fixture's loop scope
+    when it is declared, and only the host's ini says which loop its tests get.
+    """
+
+    @pytest_asyncio.fixture(loop_scope=loop_scope)
+    async def todo_sqlite(
+        request: pytest.FixtureRequest, todo_extra_apps: ExtraApps
+    ) -> AsyncIterator[TodoDatabase]:
+        """A migrated in-memory SQLite database, new for each test."""
+        _require_loop_scope(request, loop_scope)
+        async with _context(
+            DatabaseURL("sqlite://:memory:"), SQLITE_CONNECTION, todo_extra_apps
+        ) as db:
+            await _build_schema(db, todo_extra_apps)
+            yield db
+
+    @pytest_asyncio.fixture(loop_scope=loop_scope)
+    async def todo_postgres(
+        request: pytest.FixtureRequest,
+        _postgres_session_url: DatabaseURL,
+        todo_extra_apps: ExtraApps,
+    ) -> AsyncIterator[TodoDatabase]:
+        """The session's migrated PostgreSQL database, emptied for this test."""
+        _require_loop_scope(request, loop_scope)
+        async with _context(_postgres_session_url, POSTGRES_CONNECTION, todo_extra_apps) as db:
+            tables = [Task._meta.db_table] + [
+                model._meta.db_table for model in _extra_models(db, todo_extra_apps)
+            ]
+            quoted = ", ".join(f'"{table}"' for table in tables)
+            await db.connection.execute_script(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+            yield db
+
+    module = types.ModuleType(f"{__name__}.loop_bound")
+    module.todo_sqlite = todo_sqlite  # type: ignore[attr-defined]
+    module.todo_postgres = todo_postgres  # type: ignore[attr-defined]
+    return module
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -183,26 +363,36 @@ def todo_db(request: pytest.FixtureRequest) -> TodoDatabase:
     return db
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def fresh_database_url(
-    tmp_path: Path, postgres_server: PostgresServer
-) -> AsyncIterator[Callable[[str], Awaitable[DatabaseURL]]]:
+@pytest.fixture
+def fresh_sqlite_url(tmp_path: Path) -> Callable[[], DatabaseURL]:
+    """``fresh_sqlite_url()``: the URL of a new, empty SQLite file under ``tmp_path``.
+
+    For SQLite-only tests: unlike ``fresh_database_url`` it cannot reach PostgreSQL,
+    so ``--no-postgres`` keeps them. Files, not ``:memory:``: migration tests open
+    several connections to one database.
+    """
+    return lambda: DatabaseURL(f"sqlite://{tmp_path / f'todo-{uuid.uuid4().hex[:8]}.sqlite3'}")
+
+
+@pytest.fixture
+def fresh_database_url(
+    request: pytest.FixtureRequest, fresh_sqlite_url: Callable[[], DatabaseURL]
+) -> Iterator[Callable[[str], Awaitable[DatabaseURL]]]:
     """``await fresh_database_url("sqlite" | "postgres")``: an empty database URL.
 
-    SQLite databases are files under pytest's ``tmp_path`` (migrations are tested
-    across connections, which ``:memory:`` cannot survive); PostgreSQL databases are
-    created on the test server and dropped after the test.
+    SQLite databases come from ``fresh_sqlite_url``; PostgreSQL databases are created
+    on the test server, only when asked for, and dropped after the test.
     """
-    made: list[DatabaseURL] = []
+    server: PostgresServer | None = None
 
     async def make(dialect: str) -> DatabaseURL:
+        nonlocal server
         if dialect == "sqlite":
-            url = DatabaseURL(f"sqlite://{tmp_path / f'todo-{uuid.uuid4().hex[:8]}.sqlite3'}")
-        else:
-            url = await postgres_server.create("todo_app_fresh")
-            made.append(url)
-        return url
+            return fresh_sqlite_url()
+        _refuse_under_no_postgres(request.config, 'fresh_database_url("postgres")')
+        server = server or PostgresServer(get_settings().test_database_url)
+        return await server.create("todo_app_fresh")
 
     yield make
-    for url in made:
-        await postgres_server.drop(url)
+    if server is not None and server.created:
+        _run_aside(server.drop_all())
