@@ -419,9 +419,9 @@ async def test_waiting_for_the_lock_says_who_holds_it_and_gives_up(
 
 
 async def test_sqlite_waits_for_the_write_lock_then_gives_up(
-    fresh_database_url: FreshURL, capsys: pytest.CaptureFixture[str]
+    fresh_sqlite_url: Callable[[], DatabaseURL], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = await fresh_database_url("sqlite")
+    url = fresh_sqlite_url()
     async with connected(url) as db:
         await todo_app.migrate(db.connection)
     other = sqlite3.connect(url.reveal().removeprefix("sqlite://"), isolation_level=None)
@@ -438,9 +438,9 @@ async def test_sqlite_waits_for_the_write_lock_then_gives_up(
 
 
 async def test_lock_timeout_is_its_own_exit_code(
-    fresh_database_url: FreshURL, capsys: pytest.CaptureFixture[str]
+    fresh_sqlite_url: Callable[[], DatabaseURL], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = await fresh_database_url("sqlite")
+    url = fresh_sqlite_url()
     async with connected(url) as db:  # the file exists, in WAL mode, as the package makes it
         await db.connection.execute_query("SELECT 1")
     other = sqlite3.connect(url.reveal().removeprefix("sqlite://"), isolation_level=None)
@@ -678,9 +678,9 @@ async def _run_sequence(db: TodoDatabase, steps: list[tuple[str, int]]) -> None:
 @settings(max_examples=40)
 @given(steps=operations)
 async def test_no_sequence_loses_a_task_and_the_verdict_is_the_truth_sqlite(
-    fresh_database_url: FreshURL, steps: list[tuple[str, int]]
+    fresh_sqlite_url: Callable[[], DatabaseURL], steps: list[tuple[str, int]]
 ) -> None:
-    async with connected(await fresh_database_url("sqlite")) as db:
+    async with connected(fresh_sqlite_url()) as db:
         await _run_sequence(db, steps)
 
 
