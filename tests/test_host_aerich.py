@@ -23,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -352,3 +353,114 @@ async def test_the_host_copy_behind_the_package_is_reported_and_completed(
         "aerich", "--app", "todo_app", "downgrade", "--yes", cwd=root, env=env
     )
     assert "behind" in run("todo-app", "--db", url, "check", cwd=root, env=env, code=7)
+
+
+# -- the installed stubs, in-process (what Aerich calls, without the subprocess) -----------
+
+
+async def _aerich_step(db: Any, step: Any, name: str, *, record: bool) -> None:
+    """What Aerich does with a migration file: run it in a transaction, then record it."""
+    from tortoise.transactions import in_transaction
+
+    async with in_transaction(db.connection_name) as tx:
+        await tx.execute_script(await step(tx))
+        mark = ("$1", "$2") if db.capabilities.dialect == "postgres" else ("?", "?")
+        if record:
+            await tx.execute_query(
+                'INSERT INTO "aerich" ("version", "app", "content") '
+                f"VALUES ({mark[0]}, {mark[1]}, '{{}}')",
+                [name, "todo_app"],
+            )
+        else:
+            await tx.execute_query(
+                f'DELETE FROM "aerich" WHERE "version" = {mark[0]} AND "app" = {mark[1]}',
+                [name, "todo_app"],
+            )
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_installed_stubs_complete_a_generated_table_and_revert(
+    fresh_database_url: FreshURL, dialect: str, tmp_path: Path
+) -> None:
+    from tortoise.context import TortoiseContext
+    from tortoise.utils import get_schema_sql
+
+    import todo_app
+    from todo_app.aerich_bridge import aerich_migration, install_migrations
+    from todo_app.schema import read_shape
+    from todo_app.schema_history import SHAPES
+
+    names = [m.filename for m in todo_app.migration_history()]
+    report = install_migrations(tmp_path / "migrations" / "todo_app")
+    assert report.installed == names
+    assert install_migrations(report.directory).unchanged == names
+    url = await fresh_database_url(dialect)
+    name = f"stubs_{dialect}"
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=todo_app.tortoise_config(url, connection_name=name))
+        db = ctx.connections.get(name)
+        await db.execute_script(get_schema_sql(db, safe=True))  # a host's init-db did this
+        for filename in names:
+            upgrade, _, state = aerich_migration(filename)
+            assert state, "MODELS_STATE for Aerich's own bookkeeping"
+            await _aerich_step(db, upgrade, filename, record=True)
+        assert await read_shape(db) == SHAPES[names[-1]][dialect]
+        await todo_app.ensure_schema_current(db)
+
+        _, downgrade, _ = aerich_migration(names[-1])
+        await _aerich_step(db, downgrade, names[-1], record=False)
+        assert await read_shape(db) == SHAPES[names[-2]][dialect]
+        with pytest.raises(todo_app.SchemaMismatch, match="cannot revert"):
+            await _aerich_step(db, downgrade, names[-1], record=False)
+        upgrade, _, _ = aerich_migration(names[-1])
+        await _aerich_step(db, upgrade, names[-1], record=True)
+        await todo_app.ensure_schema_current(db)
+
+        mark = "$1" if dialect == "postgres" else "?"
+        await db.execute_query(
+            'INSERT INTO "aerich" ("version", "app", "content") '
+            + f"VALUES ({mark}, 'todo_app', '{{}}')",
+            ["7_20991231000000_future.py"],
+        )
+        with pytest.raises(todo_app.SchemaAhead):
+            await _aerich_step(db, upgrade, names[-1], record=True)
+
+
+async def test_installed_stub_refuses_a_table_that_is_something_else(
+    fresh_sqlite_url: Callable[[], DatabaseURL],
+) -> None:
+    from tortoise.context import TortoiseContext
+
+    import todo_app
+    from todo_app.aerich_bridge import aerich_migration
+
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=todo_app.tortoise_config(fresh_sqlite_url(), connection_name="s"))
+        db = ctx.connections.get("s")
+        await db.execute_script('CREATE TABLE "todo_app_task" ("id" INTEGER PRIMARY KEY)')
+        first = todo_app.migration_history()[0].filename
+        upgrade, _, _ = aerich_migration(first)
+        with pytest.raises(todo_app.SchemaMismatch, match='column "title" is missing'):
+            await _aerich_step(db, upgrade, first, record=True)
+    with pytest.raises(todo_app.MigrationPlanError, match="not a migration"):
+        aerich_migration("5_20990101000000_unknown.py")
+
+
+def test_install_locations(tmp_path: Path) -> None:
+    import todo_app
+    from todo_app.aerich_bridge import host_migrations_dir, install_migrations
+    from todo_app.migrator import MIGRATIONS_DIR
+
+    pyproject = tmp_path / "pyproject.toml"
+    assert host_migrations_dir(pyproject) is None  # no file
+    pyproject.write_text('[tool.aerich]\nlocation = "./db/{app}/versions"\n')
+    assert host_migrations_dir(pyproject) == tmp_path / "db" / "todo_app" / "versions"
+    pyproject.write_text("[tool.other]\nx = 1\n")
+    assert host_migrations_dir(pyproject) is None
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "3_20990101000000_hosts_own.py").write_text("")
+    report = install_migrations(tmp_path / "m")
+    assert report.unknown == ["3_20990101000000_hosts_own.py"]
+    if MIGRATIONS_DIR.parent.name == "migrations":  # a source checkout
+        with pytest.raises(todo_app.MigrationPlanError, match="own source folder"):
+            install_migrations(MIGRATIONS_DIR)

@@ -297,7 +297,7 @@ async def cmd_install_migrations(args: argparse.Namespace) -> int:
 
 
 async def cmd_add(args: argparse.Namespace) -> int:
-    from todo_app.models import TaskStatus
+    from todo_app.rules import TaskStatus
     from todo_app.schemas import TaskCreate
 
     data = TaskCreate(

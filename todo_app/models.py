@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable
-from enum import StrEnum
 from typing import Any, cast
 
 from tortoise import fields
@@ -26,21 +25,9 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet, UpdateQuery
 
 from todo_app import rules
+from todo_app.rules import TaskStatus, utc_now
 
 __all__ = ["Task", "TaskStatus", "utc_now"]
-
-
-class TaskStatus(StrEnum):
-    """Where a task stands. Stored as its value in a VARCHAR(32), so a new member
-    needs no migration: add it here and it round-trips."""
-
-    PENDING = "pending"
-    COMPLETED = "completed"
-
-
-def utc_now() -> dt.datetime:
-    """Now, timezone-aware, in UTC, at microsecond precision (what both dialects keep)."""
-    return dt.datetime.now(dt.UTC)
 
 
 def _validator(clean: Callable[[object], object]) -> Callable[[object], None]:

@@ -11,7 +11,23 @@ Each ``clean_*`` function returns the value as it will be stored, or raises
 
 from __future__ import annotations
 
+import datetime as dt
+from enum import StrEnum
 from typing import Final
+
+
+class TaskStatus(StrEnum):
+    """Where a task stands. Stored as its value in a VARCHAR(32), so a new member
+    needs no migration: add it here and it round-trips."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+
+
+def utc_now() -> dt.datetime:
+    """Now, timezone-aware, in UTC, at microsecond precision (what both dialects keep)."""
+    return dt.datetime.now(dt.UTC)
+
 
 TITLE_MAX_LENGTH: Final = 200
 DESCRIPTION_MAX_LENGTH: Final = 1000

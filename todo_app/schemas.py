@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from todo_app import rules
-from todo_app.models import TaskStatus
+from todo_app.rules import TaskStatus
 
 __all__ = ["TaskCreate", "TaskPage", "TaskRead", "TaskUpdate"]
 
