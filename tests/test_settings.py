@@ -66,7 +66,10 @@ def test_errors_never_contain_the_password() -> None:
         "postgresql://u:topsecret@h/db?unknown=1",
         "postgresql://u:topsecret@h/db?connect_timeout=soon",
         "postgresql://u:topsecret@h/db?channel_binding=maybe",
-        "postgresql://u:topsecret@h/db?options=-x",
+        "postgresql://u:topsecret@h/db?hostaddr=10.0.0.1",
+        "postgresql://u:topsecret@h/db?target_session_attrs=master",
+        "postgresql://u:topsecret@h:0/db",
+        "postgresql://u:topsecret@h/db?sslrootcert=system&sslmode=require",
         "mysql://u:topsecret@h/db",
     ):
         with pytest.raises(DatabaseURLError) as raised:
@@ -88,7 +91,12 @@ def test_neon_url_works_as_pasted() -> None:
     assert creds["port"] == 5432
     assert creds["user"] == "neondb_owner"
     assert creds["database"] == "neondb"
-    assert creds["ssl"] == "require"
+    # channel_binding=require: asyncpg cannot bind, so the certificate and the host
+    # name are verified against the system's CAs instead (Neon's are public).
+    context = creds["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
     assert creds["statement_cache_size"] == 100
     password = creds["password"]
     assert callable(password)
@@ -104,21 +112,42 @@ def test_neon_pooled_url_turns_the_statement_cache_off() -> None:
     assert credentials(NEON_POOLED, statement_cache_size=50)["statement_cache_size"] == 50
 
 
-@pytest.mark.parametrize(
-    "mode", ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-)
-def test_sslmode_means_what_libpq_means(mode: str) -> None:
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home directory of the test's own: libpq (and asyncpg) look in ~/.postgresql."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("PGSSLMODE", "PGSSLROOTCERT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require"])
+def test_sslmode_means_what_libpq_means(mode: str, home: Path) -> None:
     creds = credentials(f"postgresql://u@h/db?sslmode={mode}")
     # asyncpg implements libpq's sslmode semantics for these names (including
     # ~/.postgresql/root.crt and PGSSLROOTCERT); "disable" is no TLS at all.
     assert creds["ssl"] == (False if mode == "disable" else mode)
+    assert "connect" not in creds
 
 
-def test_no_sslmode_leaves_asyncpgs_libpq_default() -> None:
-    assert "ssl" not in credentials("postgresql://u@h/db")
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+def test_verifying_modes_need_a_root_certificate(mode: str, home: Path) -> None:
+    with pytest.raises(DatabaseURLError, match=r"root\.crt\" does not exist: either provide"):
+        credentials(f"postgresql://u@h/db?sslmode={mode}")
+    (home / ".postgresql").mkdir()
+    cert = _make_cert(home)
+    cert.rename(home / ".postgresql" / "root.crt")
+    context = credentials(f"postgresql://u@h/db?sslmode={mode}")["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname == (mode == "verify-full")
 
 
-def test_settings_ssl_mode_overrides_the_url() -> None:
+def test_no_sslmode_is_libpqs_prefer(home: Path) -> None:
+    assert credentials("postgresql://u@h/db")["ssl"] == "prefer"
+
+
+def test_settings_ssl_mode_overrides_the_url(home: Path) -> None:
     creds = credentials("postgresql://u@h/db?sslmode=disable", ssl_mode=SSLMode.REQUIRE)
     assert creds["ssl"] == "require"
 
@@ -135,7 +164,7 @@ def _make_cert(tmp_path: Path) -> Path:
     return cert
 
 
-def test_sslrootcert_builds_a_verifying_context(tmp_path: Path) -> None:
+def test_sslrootcert_builds_a_verifying_context(tmp_path: Path, home: Path) -> None:
     cert = _make_cert(tmp_path)
     full = credentials(f"postgresql://u@h/db?sslmode=verify-full&sslrootcert={cert}")["ssl"]
     assert isinstance(full, ssl.SSLContext)
@@ -152,12 +181,17 @@ def test_sslrootcert_builds_a_verifying_context(tmp_path: Path) -> None:
     system = credentials("postgresql://u@h/db?sslmode=verify-full&sslrootcert=system")["ssl"]
     assert isinstance(system, ssl.SSLContext)
     assert system.check_hostname
+    # libpq: sslrootcert=system alone means verify-full.
+    implied = credentials("postgresql://u@h/db?sslrootcert=system")["ssl"]
+    assert isinstance(implied, ssl.SSLContext)
+    assert implied.check_hostname
 
 
 def test_other_libpq_parameters_are_translated() -> None:
     creds = credentials(
         "postgres://u:p%40ss@h:6543/db%20name?connect_timeout=7&application_name=web"
-        "&target_session_attrs=read-write&options=-c%20statement_timeout%3D5000%20-cwork_mem%3D4MB"
+        "&target_session_attrs=read-write&options=-c%20statement_timeout%3D5000%20-cwork_mem%3D4MB",
+        statement_timeout=30,
     )
     assert creds["port"] == 6543
     assert creds["database"] == "db name"
@@ -167,7 +201,11 @@ def test_other_libpq_parameters_are_translated() -> None:
     assert creds["timeout"] == 7.0
     assert creds["application_name"] == "web"
     assert creds["target_session_attrs"] == "read-write"
-    assert creds["server_settings"] == {"statement_timeout": "5000", "work_mem": "4MB"}
+    # The server reads "options" itself, as it does libpq's; the URL's statement_timeout
+    # there wins over the setting.
+    assert creds["server_settings"] == {
+        "options": "-c statement_timeout=5000 -cwork_mem=4MB"
+    }
 
 
 def test_sqlite_urls() -> None:
@@ -184,8 +222,8 @@ def test_sqlite_urls() -> None:
 
 
 def test_malformed_urls() -> None:
-    with pytest.raises(DatabaseURLError):
-        DatabaseURL("not a url")
+    with pytest.raises(DatabaseURLError, match="must look like"):
+        DatabaseURL("not a url").dialect
     with pytest.raises(DatabaseURLError, match="unsupported database scheme"):
         DatabaseURL("mysql://h/db").dialect
 
@@ -198,7 +236,7 @@ def test_with_database_keeps_credentials() -> None:
 
 
 def test_settings_from_environment_and_dotenv(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, home: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text(
@@ -209,12 +247,12 @@ def test_settings_from_environment_and_dotenv(
     assert settings.pool_max_size == 7
     monkeypatch.setenv("TODO_APP_POOL_MAX_SIZE", "12")
     monkeypatch.setenv("TODO_APP_POOL_MIN_SIZE", "2")
-    monkeypatch.setenv("TODO_APP_SSL_MODE", "verify-full")
+    monkeypatch.setenv("TODO_APP_SSL_MODE", "require")
     monkeypatch.setenv("TODO_APP_STATEMENT_CACHE_SIZE", "0")
     settings = Settings()
     creds = settings.connection()["credentials"]
     assert (creds["minsize"], creds["maxsize"]) == (2, 12)
-    assert creds["ssl"] == "verify-full"
+    assert creds["ssl"] == "require"
     assert creds["statement_cache_size"] == 0
 
 
@@ -227,8 +265,15 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert settings.ssl_mode is None
     monkeypatch.setenv("TODO_APP_SSL_MODE", "")
     monkeypatch.setenv("TODO_APP_STATEMENT_CACHE_SIZE", "")
+    monkeypatch.setenv("TODO_APP_STATEMENT_TIMEOUT", "")
+    monkeypatch.setenv("DATABASE_URL", "")
+    # Empty is unset: the defaults, not errors.
     assert Settings().ssl_mode is None
     assert Settings().statement_cache_size is None
+    assert Settings().statement_timeout == 30
+    assert Settings().database_url.dialect == "sqlite"
+    monkeypatch.setenv("TODO_APP_STATEMENT_TIMEOUT", "0")
+    assert Settings().statement_timeout is None, "0 is PostgreSQL's 'no limit'"
 
 
 def test_pool_bounds_are_checked() -> None:
