@@ -203,9 +203,7 @@ def test_other_libpq_parameters_are_translated() -> None:
     assert creds["target_session_attrs"] == "read-write"
     # The server reads "options" itself, as it does libpq's; the URL's statement_timeout
     # there wins over the setting.
-    assert creds["server_settings"] == {
-        "options": "-c statement_timeout=5000 -cwork_mem=4MB"
-    }
+    assert creds["server_settings"] == {"options": "-c statement_timeout=5000 -cwork_mem=4MB"}
 
 
 def test_sqlite_urls() -> None:

@@ -20,7 +20,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Final
 
-from todo_app.dsn import DatabaseURLError, SSLMode
+from todo_app.dsn import REFUSED_KEYS, DatabaseURLError, SSLMode
 from todo_app.pool import LibpqConnect, reset_session
 
 __all__ = ["postgres_credentials", "sqlite_credentials"]
@@ -69,13 +69,34 @@ def postgres_credentials(
     connect_timeout: float | None,
     statement_timeout: float | None,
 ) -> dict[str, Any]:
-    """Tortoise's asyncpg credentials for libpq's ``params`` (see the module doc)."""
+    """Tortoise's asyncpg credentials for libpq's ``params`` (see the module doc).
+
+    Checks run in libpq's order (its option checks, then each host's port, then
+    connect_timeout), so a URL with several mistakes is refused for the one libpq
+    names; what libpq would accept and todo_app refuses comes last.
+    """
     hosts = params.get("host", "").split(",")
-    ports = [_port(port) for port in params.get("port", "").split(",")]
-    if len(ports) == 1:
-        ports *= len(hosts)
-    elif len(ports) != len(hosts):
-        raise DatabaseURLError(f"could not match {len(ports)} port numbers to {len(hosts)} hosts")
+    port_texts = params.get("port", "").split(",")
+    if len(port_texts) == 1:
+        port_texts *= len(hosts)
+    elif len(port_texts) != len(hosts):
+        raise DatabaseURLError(
+            f"could not match {len(port_texts)} port numbers to {len(hosts)} hosts"
+        )
+    mode, root = _ssl_mode(params, ssl_mode)
+    attrs = _one_of(params, "target_session_attrs", _TARGET_SESSION_ATTRS, "any")
+    load_balance = _one_of(params, "load_balance_hosts", ("disable", "random"), "disable")
+    ports = [_port(port) for port in port_texts]
+    timeout = connect_timeout
+    if (text := params.get("connect_timeout")) is not None:
+        seconds = _integer(text, "connect_timeout")
+        timeout = float(seconds) if seconds > 0 else None  # libpq: 0 or less waits forever
+    if refused := sorted(set(params) & set(REFUSED_KEYS)):
+        raise DatabaseURLError(
+            f"unsupported PostgreSQL URL parameter {refused[0]!r}: {REFUSED_KEYS[refused[0]]}"
+        )
+    # asyncpg never encrypts with GSSAPI, libpq's "prefer" falls back to not doing it.
+    _one_of(params, "gssencmode", ("disable", "prefer"), "prefer")
     password = params.get("password")
     credentials: dict[str, Any] = {
         "host": hosts[0] or None,
@@ -88,14 +109,9 @@ def postgres_credentials(
         "minsize": pool_min_size,
         "maxsize": pool_max_size,
     }
-    transports = _tls(params, ssl_mode, credentials)
-    timeout = connect_timeout
-    if (text := params.get("connect_timeout")) is not None:
-        seconds = _integer(text, "connect_timeout")
-        timeout = float(seconds) if seconds > 0 else None  # libpq: 0 or less waits forever
-    attrs = _one_of(params, "target_session_attrs", _TARGET_SESSION_ATTRS, "any")
-    load_balance = _one_of(params, "load_balance_hosts", ("disable", "random"), "disable")
-    _one_of(params, "gssencmode", ("disable",), "disable")  # asyncpg never encrypts with GSSAPI
+    if params.get("sslnegotiation") == "direct":
+        credentials["direct_tls"] = True
+    transports = _transports(params, mode, root)
     if len(hosts) > 1 or len(transports) > 1:
         credentials["connect"] = LibpqConnect(
             [(host or None, port) for host, port in zip(hosts, ports, strict=True)],
@@ -138,10 +154,9 @@ def postgres_credentials(
     return credentials
 
 
-def _tls(
-    params: dict[str, str], override: SSLMode | None, credentials: dict[str, Any]
-) -> list[bool | str | ssl.SSLContext]:
-    """The transports to try in order, each an asyncpg ``ssl=`` value, as libpq would."""
+def _ssl_mode(params: dict[str, str], override: SSLMode | None) -> tuple[SSLMode, str | None]:
+    """libpq's effective sslmode and sslrootcert, and its refusals of them."""
+    binding = _one_of(params, "channel_binding", ("disable", "prefer", "require"), "prefer")
     root = params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT") or None
     text = override or params.get("sslmode") or os.environ.get("PGSSLMODE")
     if text is None:
@@ -152,7 +167,6 @@ def _tls(
         raise DatabaseURLError(
             f'weak sslmode "{mode}" may not be used with sslrootcert=system (use "verify-full")'
         )
-    binding = _one_of(params, "channel_binding", ("disable", "prefer", "require"), "prefer")
     if binding == "require":
         if mode is SSLMode.DISABLE:
             raise DatabaseURLError(
@@ -164,13 +178,22 @@ def _tls(
         # the server's certificate and name: against sslrootcert, else the system's CAs.
         mode, root = SSLMode.VERIFY_FULL, root or "system"
     negotiation = _one_of(params, "sslnegotiation", ("postgres", "direct"), "postgres")
-    if negotiation == "direct":
-        if mode not in (SSLMode.REQUIRE, SSLMode.VERIFY_CA, SSLMode.VERIFY_FULL):
-            raise DatabaseURLError(
-                f'weak sslmode "{mode}" may not be used with sslnegotiation=direct '
-                '(use "require", "verify-ca", or "verify-full")'
-            )
-        credentials["direct_tls"] = True
+    weak = mode not in (SSLMode.REQUIRE, SSLMode.VERIFY_CA, SSLMode.VERIFY_FULL)
+    if negotiation == "direct" and weak:
+        raise DatabaseURLError(
+            f'weak sslmode "{mode}" may not be used with sslnegotiation=direct '
+            '(use "require", "verify-ca", or "verify-full")'
+        )
+    for key in ("ssl_min_protocol_version", "ssl_max_protocol_version"):
+        if params.get(key):
+            _tls_version(params, key, "")
+    return mode, root
+
+
+def _transports(
+    params: dict[str, str], mode: SSLMode, root: str | None
+) -> list[bool | str | ssl.SSLContext]:
+    """The transports to try in order, each an asyncpg ``ssl=`` value, as libpq would."""
     if mode is SSLMode.DISABLE:
         return [False]
     root_file = _root_certificate(root, mode)

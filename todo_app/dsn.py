@@ -48,7 +48,6 @@ _KEEPALIVE = (
 REFUSED_KEYS: Final = {
     "hostaddr": "asyncpg resolves host names itself: put the address in host instead",
     "service": "connection service files are not read: write the parameters in the URL",
-    "servicefile": "connection service files are not read: write the parameters in the URL",
     "keepalives": _KEEPALIVE,
     "keepalives_idle": _KEEPALIVE,
     "keepalives_interval": _KEEPALIVE,
@@ -70,7 +69,8 @@ REFUSED_KEYS: Final = {
     "oauth_client_secret": "asyncpg has no OAuth support: use password or a client certificate",
     "oauth_scope": "asyncpg has no OAuth support: use password or a client certificate",
     "requirepeer": "asyncpg cannot check the peer of a unix socket: remove it",
-    "krb_srvname": "write krbsrvname instead",
+    "sslcrldir": "asyncpg reads one revocation list: concatenate them into sslcrl",
+    "gssdelegation": "asyncpg does not delegate GSSAPI credentials: remove it",
 }
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
@@ -380,9 +380,17 @@ def _parse_query(query: str, *, postgres: bool = False) -> dict[str, str]:
     for part in query.split("&") if query else ():
         key, eq, value = part.partition("=")
         if "=" in value:
-            raise DatabaseURLError(_bad_parameter("extra key/value separator", key, after_secret))
+            raise DatabaseURLError(
+                _bad_parameter(
+                    'extra key/value separator "=" in URI query parameter', key, after_secret
+                )
+            )
         if not eq:
-            raise DatabaseURLError(_bad_parameter("missing key/value separator", key, after_secret))
+            raise DatabaseURLError(
+                _bad_parameter(
+                    'missing key/value separator "=" in URI query parameter', key, after_secret
+                )
+            )
         key = _decode(key, "a parameter name")
         value = _decode(value, f"the value of {key}" if not looks_secret(key) else "a secret")
         if postgres:
@@ -391,7 +399,7 @@ def _parse_query(query: str, *, postgres: bool = False) -> dict[str, str]:
                 key, value = "sslmode", "require"
             elif key == "requiressl":
                 key, value = "sslmode", "require" if value.startswith("1") else "prefer"
-            if key not in ACCEPTED_KEYS:
+            if key not in ACCEPTED_KEYS and key not in REFUSED_KEYS:
                 raise DatabaseURLError(_unknown(key, after_secret))
         params[key] = value
         after_secret = (after_secret and key not in ACCEPTED_KEYS) or looks_secret(key)
@@ -399,20 +407,17 @@ def _parse_query(query: str, *, postgres: bool = False) -> dict[str, str]:
 
 
 def _bad_parameter(problem: str, key: str, after_secret: bool) -> str:
+    """libpq's message, but a key that may be part of a password is not shown."""
     if after_secret:
         return (
-            f"{problem} in a URI query parameter after a password: percent-encode "
-            '"&" and "=" in a password as %26 and %3D'
+            f'{problem} after a password (percent-encode "&" and "=" in a password as %26 and %3D)'
         )
-    shown = "***" if looks_secret(key) else key
-    return f'{problem} "=" in URI query parameter: "{shown}"'
+    return f'{problem}: "{"***" if looks_secret(key) else key}"'
 
 
 def _unknown(key: str, after_secret: bool) -> str:
     if after_secret:
-        return _bad_parameter("invalid parameter", key, True)
-    if key in REFUSED_KEYS:
-        return f"unsupported PostgreSQL URL parameter {key!r}: {REFUSED_KEYS[key]}"
+        return _bad_parameter("invalid URI query parameter", key, True)
     message = f'invalid URI query parameter: "{key}"'
     if key == "database":
         return message + ' (libpq calls it "dbname")'
