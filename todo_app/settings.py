@@ -187,13 +187,14 @@ def get_settings(**overrides: Any) -> Settings:
 
 def _variable(field: str, overrides: dict[str, Any]) -> str:
     """Which of a field's names the user set: the environment's wins over .env's."""
-    info = Settings.model_fields.get(field)
-    if info is None or field in overrides:
-        return field
-    alias = info.validation_alias
-    names = (
-        [n for n in alias.choices if isinstance(n, str)] if isinstance(alias, AliasChoices) else []
-    )
+    names: list[str] = []
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else []
+        if field in (name, *choices):  # pydantic reports a field by its first alias
+            if name in overrides:
+                return name
+            names = [choice for choice in choices if isinstance(choice, str)]
     environ = {key.upper(): value for key, value in os.environ.items() if value}
     for name in names:
         if name.upper() in environ:
