@@ -555,3 +555,68 @@ async def test_connect_hook_tries_hosts_and_transports_in_libpq_order(
     assert repr(hook) == "LibpqConnect(down:1,up:2)"
     with pytest.raises(ConnectionRefusedError):
         await LibpqConnect([("down", 1)], [False], timeout=None)(None)
+
+
+async def test_connect_hook_stops_at_a_live_server_that_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncpg
+
+    from todo_app.pool import LibpqConnect
+
+    tried: list[object] = []
+
+    async def fake_connect(**kwargs: object) -> str:
+        tried.append(kwargs["ssl"])
+        if kwargs["ssl"] is False:  # pg_hba.conf: hostssl only
+            raise asyncpg.InvalidAuthorizationSpecificationError("no pg_hba.conf entry")
+        if kwargs["host"] == "second":
+            return "connected"
+        raise asyncpg.InvalidPasswordError("password authentication failed")
+
+    monkeypatch.setattr(asyncpg, "connect", fake_connect)
+    allow = LibpqConnect([("first", 1), ("second", 2)], [False, "tls"], timeout=None)
+    # allow: plain text refused by the server, so TLS; a failed login stops the search.
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await allow(None)
+    assert tried == [False, "tls"]
+
+
+async def test_a_server_that_is_not_postgresql_is_named() -> None:
+    import asyncio
+
+    from todo_app import TaskRepository, TaskStoreUnavailable
+
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for query in ("", "?sslmode=disable"):
+            config = tortoise_config(f"postgresql://u@127.0.0.1:{port}/db{query}")
+            async with TortoiseContext():
+                await Tortoise.init(config=config)
+                with pytest.raises(TaskStoreUnavailable, match="PostgreSQL server") as raised:
+                    await TaskRepository("x").counts()
+            assert "\n" not in str(raised.value)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.postgres
+def test_cli_names_the_servers_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    server = get_settings().test_database_url
+    missing = server.with_database("todo_app_no_such_database")
+    code, output = _cli("--db", missing.reveal(), "list", capsys=capsys)
+    assert code == 6, output
+    assert 'database "todo_app_no_such_database" does not exist' in output
+    assert output.count("\n") == 1
+    params = server.params()
+    stranger = f"postgresql://todo_app_no_such_role@{params['host']}:{params.get('port', 5432)}/x"
+    code, output = _cli("--db", stranger, "list", capsys=capsys)
+    assert code == 6, output
+    assert 'authentication failed: role "todo_app_no_such_role" does not exist' in output
