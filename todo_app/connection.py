@@ -95,7 +95,11 @@ def postgres_credentials(
         raise DatabaseURLError(
             f"unsupported PostgreSQL URL parameter {refused[0]!r}: {REFUSED_KEYS[refused[0]]}"
         )
-    # asyncpg never encrypts with GSSAPI, libpq's "prefer" falls back to not doing it.
+    if params.get("gssencmode") == "require":
+        raise DatabaseURLError(
+            "gssencmode=require: asyncpg cannot encrypt with GSSAPI; use sslmode instead"
+        )
+    # libpq's "prefer" does without GSSAPI encryption when it cannot have it: so does asyncpg.
     _one_of(params, "gssencmode", ("disable", "prefer"), "prefer")
     password = params.get("password")
     credentials: dict[str, Any] = {
@@ -239,6 +243,8 @@ def _context(params: dict[str, str], mode: SSLMode, root_file: str | None) -> ss
     """An SSL context with libpq's verification for ``mode``, and the client certificate."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.set_alpn_protocols(["postgresql"])  # what PostgreSQL 17+ expects of direct TLS
+    if keylog := os.environ.get("SSLKEYLOGFILE"):  # as asyncpg's own contexts do
+        context.keylog_filename = keylog
     if root_file is None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
