@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
-from todo_app import DatabaseURL, DatabaseURLError, Settings, SSLMode, tortoise_config
+from todo_app import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings, tortoise_config
 from todo_app.config import app_config
 
 NEON = (
@@ -66,7 +66,10 @@ def test_errors_never_contain_the_password() -> None:
         "postgresql://u:topsecret@h/db?unknown=1",
         "postgresql://u:topsecret@h/db?connect_timeout=soon",
         "postgresql://u:topsecret@h/db?channel_binding=maybe",
-        "postgresql://u:topsecret@h/db?options=-x",
+        "postgresql://u:topsecret@h/db?hostaddr=10.0.0.1",
+        "postgresql://u:topsecret@h/db?target_session_attrs=master",
+        "postgresql://u:topsecret@h:0/db",
+        "postgresql://u:topsecret@h/db?sslrootcert=system&sslmode=require",
         "mysql://u:topsecret@h/db",
     ):
         with pytest.raises(DatabaseURLError) as raised:
@@ -88,7 +91,12 @@ def test_neon_url_works_as_pasted() -> None:
     assert creds["port"] == 5432
     assert creds["user"] == "neondb_owner"
     assert creds["database"] == "neondb"
-    assert creds["ssl"] == "require"
+    # channel_binding=require: asyncpg cannot bind, so the certificate and the host
+    # name are verified against the system's CAs instead (Neon's are public).
+    context = creds["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
     assert creds["statement_cache_size"] == 100
     password = creds["password"]
     assert callable(password)
@@ -104,21 +112,42 @@ def test_neon_pooled_url_turns_the_statement_cache_off() -> None:
     assert credentials(NEON_POOLED, statement_cache_size=50)["statement_cache_size"] == 50
 
 
-@pytest.mark.parametrize(
-    "mode", ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-)
-def test_sslmode_means_what_libpq_means(mode: str) -> None:
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home directory of the test's own: libpq (and asyncpg) look in ~/.postgresql."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("PGSSLMODE", "PGSSLROOTCERT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require"])
+def test_sslmode_means_what_libpq_means(mode: str, home: Path) -> None:
     creds = credentials(f"postgresql://u@h/db?sslmode={mode}")
     # asyncpg implements libpq's sslmode semantics for these names (including
     # ~/.postgresql/root.crt and PGSSLROOTCERT); "disable" is no TLS at all.
     assert creds["ssl"] == (False if mode == "disable" else mode)
+    assert "connect" not in creds
 
 
-def test_no_sslmode_leaves_asyncpgs_libpq_default() -> None:
-    assert "ssl" not in credentials("postgresql://u@h/db")
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+def test_verifying_modes_need_a_root_certificate(mode: str, home: Path) -> None:
+    with pytest.raises(DatabaseURLError, match=r"root\.crt\" does not exist: either provide"):
+        credentials(f"postgresql://u@h/db?sslmode={mode}")
+    (home / ".postgresql").mkdir()
+    cert = _make_cert(home)
+    cert.rename(home / ".postgresql" / "root.crt")
+    context = credentials(f"postgresql://u@h/db?sslmode={mode}")["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname == (mode == "verify-full")
 
 
-def test_settings_ssl_mode_overrides_the_url() -> None:
+def test_no_sslmode_is_libpqs_prefer(home: Path) -> None:
+    assert credentials("postgresql://u@h/db")["ssl"] == "prefer"
+
+
+def test_settings_ssl_mode_overrides_the_url(home: Path) -> None:
     creds = credentials("postgresql://u@h/db?sslmode=disable", ssl_mode=SSLMode.REQUIRE)
     assert creds["ssl"] == "require"
 
@@ -135,7 +164,7 @@ def _make_cert(tmp_path: Path) -> Path:
     return cert
 
 
-def test_sslrootcert_builds_a_verifying_context(tmp_path: Path) -> None:
+def test_sslrootcert_builds_a_verifying_context(tmp_path: Path, home: Path) -> None:
     cert = _make_cert(tmp_path)
     full = credentials(f"postgresql://u@h/db?sslmode=verify-full&sslrootcert={cert}")["ssl"]
     assert isinstance(full, ssl.SSLContext)
@@ -152,12 +181,17 @@ def test_sslrootcert_builds_a_verifying_context(tmp_path: Path) -> None:
     system = credentials("postgresql://u@h/db?sslmode=verify-full&sslrootcert=system")["ssl"]
     assert isinstance(system, ssl.SSLContext)
     assert system.check_hostname
+    # libpq: sslrootcert=system alone means verify-full.
+    implied = credentials("postgresql://u@h/db?sslrootcert=system")["ssl"]
+    assert isinstance(implied, ssl.SSLContext)
+    assert implied.check_hostname
 
 
 def test_other_libpq_parameters_are_translated() -> None:
     creds = credentials(
         "postgres://u:p%40ss@h:6543/db%20name?connect_timeout=7&application_name=web"
-        "&target_session_attrs=read-write&options=-c%20statement_timeout%3D5000%20-cwork_mem%3D4MB"
+        "&target_session_attrs=read-write&options=-c%20statement_timeout%3D5000%20-cwork_mem%3D4MB",
+        statement_timeout=30,
     )
     assert creds["port"] == 6543
     assert creds["database"] == "db name"
@@ -167,7 +201,9 @@ def test_other_libpq_parameters_are_translated() -> None:
     assert creds["timeout"] == 7.0
     assert creds["application_name"] == "web"
     assert creds["target_session_attrs"] == "read-write"
-    assert creds["server_settings"] == {"statement_timeout": "5000", "work_mem": "4MB"}
+    # The server reads "options" itself, as it does libpq's; the URL's statement_timeout
+    # there wins over the setting.
+    assert creds["server_settings"] == {"options": "-c statement_timeout=5000 -cwork_mem=4MB"}
 
 
 def test_sqlite_urls() -> None:
@@ -184,8 +220,8 @@ def test_sqlite_urls() -> None:
 
 
 def test_malformed_urls() -> None:
-    with pytest.raises(DatabaseURLError):
-        DatabaseURL("not a url")
+    with pytest.raises(DatabaseURLError, match="must look like"):
+        DatabaseURL("not a url").dialect
     with pytest.raises(DatabaseURLError, match="unsupported database scheme"):
         DatabaseURL("mysql://h/db").dialect
 
@@ -198,7 +234,7 @@ def test_with_database_keeps_credentials() -> None:
 
 
 def test_settings_from_environment_and_dotenv(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, home: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text(
@@ -209,12 +245,12 @@ def test_settings_from_environment_and_dotenv(
     assert settings.pool_max_size == 7
     monkeypatch.setenv("TODO_APP_POOL_MAX_SIZE", "12")
     monkeypatch.setenv("TODO_APP_POOL_MIN_SIZE", "2")
-    monkeypatch.setenv("TODO_APP_SSL_MODE", "verify-full")
+    monkeypatch.setenv("TODO_APP_SSL_MODE", "require")
     monkeypatch.setenv("TODO_APP_STATEMENT_CACHE_SIZE", "0")
     settings = Settings()
     creds = settings.connection()["credentials"]
     assert (creds["minsize"], creds["maxsize"]) == (2, 12)
-    assert creds["ssl"] == "verify-full"
+    assert creds["ssl"] == "require"
     assert creds["statement_cache_size"] == 0
 
 
@@ -227,8 +263,15 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert settings.ssl_mode is None
     monkeypatch.setenv("TODO_APP_SSL_MODE", "")
     monkeypatch.setenv("TODO_APP_STATEMENT_CACHE_SIZE", "")
+    monkeypatch.setenv("TODO_APP_STATEMENT_TIMEOUT", "")
+    monkeypatch.setenv("DATABASE_URL", "")
+    # Empty is unset: the defaults, not errors.
     assert Settings().ssl_mode is None
     assert Settings().statement_cache_size is None
+    assert Settings().statement_timeout == 30
+    assert Settings().database_url.dialect == "sqlite"
+    monkeypatch.setenv("TODO_APP_STATEMENT_TIMEOUT", "0")
+    assert Settings().statement_timeout is None, "0 is PostgreSQL's 'no limit'"
 
 
 def test_pool_bounds_are_checked() -> None:
@@ -291,3 +334,289 @@ def test_statement_timeout_reaches_server_and_client() -> None:
     assert pooled["command_timeout"] == 4
     assert credentials("postgresql://u@h/db", connect_timeout=3)["timeout"] == 3
     assert "command_timeout" not in credentials("postgresql://u@h/db")
+
+
+# -- settings fail loudly, and only where it matters -----------------------------------
+
+
+def _cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from todo_app.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "TODO_APP_DATABASE_URL", "TEST_DATABASE_URL",
+                 "TODO_APP_TEST_DATABASE_URL"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_a_dotenv_line_that_does_not_parse_is_an_error(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_env / ".env").write_text(
+        'TODO_APP_POOL_MAX_SIZE=5\nDATABASE_URL="postgresql://u:s3cret@h/db\nX=1\n'
+    )
+    with pytest.raises(ValueError, match=r"\.env: line 2 cannot be parsed") as raised:
+        get_settings()
+    assert "s3cret" not in str(raised.value)
+    code, output = _cli("list", capsys=capsys)
+    assert code == 2, output
+    assert ".env: line 2 cannot be parsed" in output
+    assert "s3cret" not in output
+    assert not (clean_env / "todo_app.sqlite3").exists(), "no silent fall-back to SQLite"
+
+
+def test_errors_name_the_variable_the_user_set(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:s3cret@h/db?sslmode=sometimes")
+    with pytest.raises(ValueError, match=r"^DATABASE_URL: .*invalid sslmode") as raised:
+        get_settings()
+    assert "s3cret" not in str(raised.value)
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("TODO_APP_DATABASE_URL", "mysql://h/db")
+    with pytest.raises(ValueError, match=r"^TODO_APP_DATABASE_URL: unsupported database scheme"):
+        get_settings()
+    monkeypatch.delenv("TODO_APP_DATABASE_URL")
+    (clean_env / ".env").write_text("TODO_APP_POOL_MAX_SIZE=many\n")
+    with pytest.raises(ValueError, match=r"^TODO_APP_POOL_MAX_SIZE \(in \.env\): "):
+        get_settings()
+
+
+def test_empty_database_url_is_unset_and_db_wins(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "")
+    monkeypatch.setenv("TEST_DATABASE_URL", "garbage://u:s3cret@nowhere")
+    db = f"sqlite://{clean_env / 'given.sqlite3'}"
+    assert _cli("--db", db, "migrate", capsys=capsys)[0] == 0
+    code, output = _cli("--db", db, "--user", "a", "add", "first", capsys=capsys)
+    assert code == 0, output
+    assert (clean_env / "given.sqlite3").exists()
+    # The unusable test-only setting broke nothing, and shows only when used.
+    with pytest.raises(DatabaseURLError, match="unsupported database scheme"):
+        get_settings().test_database_url.connection()
+
+
+def test_connection_failures_are_one_line_with_the_reason() -> None:
+    import asyncpg
+
+    from todo_app.repository import connection_failure
+
+    cases = {
+        asyncpg.InvalidCatalogNameError('database "nope" does not exist'): (
+            'database "nope" does not exist'
+        ),
+        asyncpg.InvalidPasswordError('password authentication failed for user "u"'): (
+            "authentication failed: password"
+        ),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"): "too many connections",
+        ConnectionError('PostgreSQL server at "h:1" rejected SSL upgrade'): "TLS refused",
+        asyncpg.ConnectionDoesNotExistError("connection was closed"): "a PostgreSQL server?",
+        asyncpg.TargetServerAttributeNotMatched("None of the hosts match"): "target_session_attrs",
+        OSError(111, "Connect call failed ('127.0.0.1', 1)"): "Connect call failed",
+    }
+    for error, expected in cases.items():
+        reason = connection_failure(error)
+        assert expected in reason
+        assert "\n" not in reason
+
+
+def test_bad_target_session_attrs_lists_the_valid_values() -> None:
+    with pytest.raises(DatabaseURLError, match=r"valid: any, read-write, read-only, primary"):
+        credentials("postgresql://u@h/db?target_session_attrs=master")
+
+
+# -- libpq's meaning, case by case (the differential test covers the corpus) ----------
+
+
+def test_several_hosts_use_the_connect_hook(home: Path) -> None:
+    creds = credentials("postgresql://u@h1:5432,h2:5433/db?target_session_attrs=read-write")
+    hook = creds["connect"]
+    assert hook.addresses == (("h1", 5432), ("h2", 5433))
+    assert hook.target_session_attrs == "read-write"
+    assert hook.timeout is None
+    assert "timeout" not in creds
+    same_port = credentials("postgresql://u@h1,h2:6000/db?connect_timeout=3")["connect"]
+    assert same_port.addresses == (("h1", 5432), ("h2", 6000))
+    assert same_port.timeout == 3, "per host, as libpq"
+
+
+def test_sockets_and_query_forms(home: Path) -> None:
+    creds = credentials("postgresql://%2Fvar%2Frun%2Fpostgresql/db")
+    assert creds["host"] == "/var/run/postgresql"
+    creds = credentials("postgresql:///x?host=/tmp&port=5433&user=me&dbname=other")
+    assert (creds["host"], creds["port"], creds["user"], creds["database"]) == (
+        "/tmp", 5433, "me", "other",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("query", "timeout"), [("0", None), ("-5", None), ("7", 7.0), (" 3 ", 3.0)]
+)
+def test_connect_timeout_as_libpq(query: str, timeout: float | None, home: Path) -> None:
+    assert credentials(f"postgresql://u@h/db?connect_timeout={query}")["timeout"] == timeout
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql://u@h:0/db", 'invalid port number: "0"'),
+        ("postgresql://u@h/db?connect_timeout=2.5", 'invalid integer value "2.5"'),
+        ("postgresql://u@h/db?connect_timeout=nan", 'invalid integer value "nan"'),
+        ("postgresql://u@h/db?sslrootcert=/missing", 'root certificate file "/missing"'),
+        ("postgresql://u@h/db?sslmode=require&sslrootcert=system", 'weak sslmode "require"'),
+        ("postgresql://u@h/db?sslmode=disable&channel_binding=require", "SSL not in use"),
+        ("postgresql://u@h1,h2/db?port=1,2,3", "could not match 3 port numbers to 2 hosts"),
+        ("postgresql://u@h/db?hostaddr=1.2.3.4", "put the address in host instead"),
+        ("postgresql://u@h/db?sslmod=require", "did you mean 'sslmode'"),
+        ("postgresql://u@h/db?database=x", 'libpq calls it "dbname"'),
+        ("postgresql://u@[::1/db", 'matching "]"'),
+        ("postgresql://u@h/d%zz", "invalid percent-encoded token in the database name"),
+    ],
+)
+def test_refusals_give_a_reason(url: str, reason: str, home: Path) -> None:
+    with pytest.raises(DatabaseURLError) as raised:
+        credentials(url)
+    assert reason in str(raised.value)
+
+
+def test_misspelled_and_tls_secrets_are_masked() -> None:
+    for key in ("pasword", "passwordd", "sslpasswd", "sslpassword", "PassWord", "pwd"):
+        url = DatabaseURL(f"postgresql://u@h/db?{key}=hunter2&sslmode=disable")
+        assert "hunter2" not in repr(url), key
+        try:
+            shown = repr(url.connection())
+        except DatabaseURLError as exc:  # every one but sslpassword is refused
+            shown = str(exc)
+        assert "hunter2" not in shown, key
+    raw = DatabaseURL("postgresql://u:pa?ss&w=rd@h/db")
+    assert raw.password == "pa?ss&w=rd"  # libpq: the user info ends at the "@"
+    assert "pa?ss" not in repr(raw)
+    tail = DatabaseURL("postgresql://h/db?password=ab&cd=ef&sslmode=disable")
+    assert "cd" not in repr(tail).partition("?")[2], "a raw & in a password hides its tail"
+
+
+def test_prefer_and_allow_verify_when_given_a_root(tmp_path: Path, home: Path) -> None:
+    cert = _make_cert(tmp_path)
+    for mode, order in (
+        ("prefer", ["tls", False]),
+        ("allow", [False, "tls"]),
+        ("", ["tls", False]),
+    ):
+        query = f"sslmode={mode}&" if mode else ""
+        hook = credentials(f"postgresql://u@h/db?{query}sslrootcert={cert}")["connect"]
+        shape = ["tls" if isinstance(t, ssl.SSLContext) else t for t in hook.transports]
+        assert shape == order, mode
+        context = next(t for t in hook.transports if isinstance(t, ssl.SSLContext))
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert not context.check_hostname
+
+
+async def test_connect_hook_tries_hosts_and_transports_in_libpq_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncpg
+
+    from todo_app.pool import LibpqConnect
+
+    tried: list[tuple[object, object, object]] = []
+
+    async def fake_connect(**kwargs: object) -> str:
+        tried.append((kwargs["host"], kwargs["ssl"], kwargs["target_session_attrs"]))
+        if kwargs["host"] == "down":
+            raise ConnectionRefusedError(111, "refused")
+        if kwargs["ssl"] == "tls":
+            raise ssl.SSLCertVerificationError("certificate verify failed")
+        if kwargs["target_session_attrs"] == "standby":
+            raise asyncpg.TargetServerAttributeNotMatched("not a standby")
+        return f"connected to {kwargs['host']}"
+
+    monkeypatch.setattr(asyncpg, "connect", fake_connect)
+    hook = LibpqConnect(
+        [("down", 1), ("up", 2)], ["tls", False], timeout=5, target_session_attrs="prefer-standby"
+    )
+    assert await hook(None, host="ignored", ssl=True, user="u") == "connected to up"
+    assert tried == [
+        ("down", "tls", "standby"), ("down", False, "standby"),
+        ("up", "tls", "standby"), ("up", False, "standby"),
+        ("down", "tls", "any"), ("down", False, "any"),
+        ("up", "tls", "any"), ("up", False, "any"),
+    ]  # fmt: skip
+    assert repr(hook) == "LibpqConnect(down:1,up:2)"
+    with pytest.raises(ConnectionRefusedError):
+        await LibpqConnect([("down", 1)], [False], timeout=None)(None)
+
+
+async def test_connect_hook_stops_at_a_live_server_that_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncpg
+
+    from todo_app.pool import LibpqConnect
+
+    tried: list[object] = []
+
+    async def fake_connect(**kwargs: object) -> str:
+        tried.append(kwargs["ssl"])
+        if kwargs["ssl"] is False:  # pg_hba.conf: hostssl only
+            raise asyncpg.InvalidAuthorizationSpecificationError("no pg_hba.conf entry")
+        if kwargs["host"] == "second":
+            return "connected"
+        raise asyncpg.InvalidPasswordError("password authentication failed")
+
+    monkeypatch.setattr(asyncpg, "connect", fake_connect)
+    allow = LibpqConnect([("first", 1), ("second", 2)], [False, "tls"], timeout=None)
+    # allow: plain text refused by the server, so TLS; a failed login stops the search.
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await allow(None)
+    assert tried == [False, "tls"]
+
+
+async def test_a_server_that_is_not_postgresql_is_named() -> None:
+    import asyncio
+
+    from todo_app import TaskRepository, TaskStoreUnavailable
+
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for query in ("", "?sslmode=disable"):
+            config = tortoise_config(f"postgresql://u@127.0.0.1:{port}/db{query}")
+            async with TortoiseContext():
+                await Tortoise.init(config=config)
+                with pytest.raises(TaskStoreUnavailable, match="PostgreSQL server") as raised:
+                    await TaskRepository("x").counts()
+            assert "\n" not in str(raised.value)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.postgres
+def test_cli_names_the_servers_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    server = get_settings().test_database_url
+    missing = server.with_database("todo_app_no_such_database")
+    code, output = _cli("--db", missing.reveal(), "list", capsys=capsys)
+    assert code == 6, output
+    assert 'database "todo_app_no_such_database" does not exist' in output
+    assert output.count("\n") == 1
+    params = server.params()
+    stranger = f"postgresql://todo_app_no_such_role@{params['host']}:{params.get('port', 5432)}/x"
+    code, output = _cli("--db", stranger, "list", capsys=capsys)
+    assert code == 6, output
+    assert 'authentication failed: role "todo_app_no_such_role" does not exist' in output

@@ -1,17 +1,21 @@
-"""TLS against a PostgreSQL cluster the test run starts, with a certificate it
-makes: each sslmode means what libpq means, and failures are clear."""
+"""TLS against PostgreSQL clusters the test run starts (one with a certificate it
+makes, one without TLS): each combination of sslmode, sslrootcert, host name and
+server ends as libpq's own connection does (TLS, plain text or refused), and failures
+are clear. Several hosts and unix sockets are tried against the same clusters."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg import pq
 from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
 import todo_app
-from tests.infra import PostgresCluster, make_certificates, private_directory
+from tests.infra import PostgresCluster, free_port, make_certificates, private_directory
 from todo_app import TaskCreate, TaskRepository, TaskStoreUnavailable
 
 pytestmark = pytest.mark.postgres
@@ -24,6 +28,107 @@ def tls_cluster() -> Iterator[tuple[PostgresCluster, dict[str, Path]]]:
     cluster = PostgresCluster(directory / "cluster", certificates=certificates).start()
     yield cluster, certificates
     cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def plain_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(private_directory("todo_app_plain_") / "cluster").start()
+    yield cluster
+    cluster.stop()
+
+
+def _libpq(url: str) -> str:
+    """How libpq itself ends: "TLS", "PLAIN" or "FAIL"."""
+    conn = pq.PGconn.connect(url.encode())
+    try:
+        if conn.status != pq.ConnStatus.OK:
+            return "FAIL"
+        result = conn.exec_(b"SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        return "TLS" if result.get_value(0, 0) == b"t" else "PLAIN"
+    finally:
+        conn.finish()
+
+
+async def _todo_app(url: str) -> str:
+    """How todo_app ends, through Tortoise's own asyncpg client and pool."""
+    from tortoise.backends.asyncpg.client import AsyncpgDBClient
+
+    try:
+        entry = todo_app.DatabaseURL(url).connection(pool_min_size=1, pool_max_size=1)
+    except todo_app.DatabaseURLError:
+        return "FAIL"
+    client = AsyncpgDBClient(connection_name="tls_matrix", **entry["credentials"])
+    try:
+        await client.create_connection(with_db=True)
+        _, rows = await client.execute_query(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        )
+        return "TLS" if rows[0]["ssl"] else "PLAIN"
+    except Exception:
+        return "FAIL"
+    finally:
+        await client.close()
+
+
+async def test_tls_matrix_ends_as_libpq_does(  # type: ignore[no-untyped-def]
+    tls_cluster, plain_cluster: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every sslmode (and none) x sslrootcert absent, right CA, wrong CA, system x the
+    certificate's host name or not x a server with and without TLS."""
+    cluster, certs = tls_cluster
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.postgresql for either side
+    for name in ("PGSSLMODE", "PGSSLROOTCERT"):
+        monkeypatch.delenv(name, raising=False)
+    modes = ["", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+    roots = ["", f"sslrootcert={certs['ca']}", f"sslrootcert={certs['other_ca']}",
+             "sslrootcert=system"]  # fmt: skip
+    outcomes: dict[tuple[str, str], int] = {}
+    differ = []
+    for server, mode, root, host in itertools.product(
+        (cluster, plain_cluster), modes, roots, ("localhost", "127.0.0.1")
+    ):
+        query = "&".join(part for part in (mode and f"sslmode={mode}", root) if part)
+        url = server.url(host=host, query=query)
+        theirs, ours = _libpq(url), await _todo_app(url)
+        outcomes[theirs, ours] = outcomes.get((theirs, ours), 0) + 1
+        if theirs != ours:
+            differ.append(f"{url}: libpq {theirs}, todo_app {ours}")
+    assert not differ, "\n".join(differ)
+    # The matrix has all three endings, so it tests something on each side.
+    assert {theirs for theirs, _ in outcomes} == {"TLS", "PLAIN", "FAIL"}
+    assert sum(outcomes.values()) == 2 * 7 * 4 * 2
+
+
+async def test_several_hosts_fail_over_in_order(  # type: ignore[no-untyped-def]
+    tls_cluster, plain_cluster: PostgresCluster
+) -> None:
+    """libpq's host list: a dead host is skipped, each with its own port; a
+    target_session_attrs no host matches says so."""
+    cluster, _ = tls_cluster
+    dead = free_port()
+    url = (
+        f"postgresql://postgres@127.0.0.1:{dead},127.0.0.1:{plain_cluster.port},"
+        f"127.0.0.1:{cluster.port}/postgres?sslmode=prefer&connect_timeout=5"
+    )
+    assert await _todo_app(url) == _libpq(url) == "PLAIN"
+    url = f"postgresql://postgres@127.0.0.1:{dead},127.0.0.1:{cluster.port}/postgres"
+    assert await _todo_app(url) == _libpq(url) == "TLS"
+    url = (
+        f"postgresql://postgres@127.0.0.1:{plain_cluster.port},127.0.0.1:{cluster.port}"
+        "/postgres?target_session_attrs=standby"
+    )
+    assert await _todo_app(url) == _libpq(url) == "FAIL"
+    assert await _todo_app(url.replace("=standby", "=prefer-standby")) == "PLAIN"
+
+
+async def test_unix_socket_as_host_and_as_query(plain_cluster: PostgresCluster) -> None:
+    from urllib.parse import quote
+
+    socket_dir = str(plain_cluster.directory)
+    netloc = f"postgresql://postgres@{quote(socket_dir, safe='')}:{plain_cluster.port}/postgres"
+    query = f"postgresql:///postgres?host={socket_dir}&port={plain_cluster.port}&user=postgres"
+    for url in (netloc, query):
+        assert await _todo_app(url) == _libpq(url) == "PLAIN"
 
 
 async def _ssl_in_use(url: str, name: str) -> bool:

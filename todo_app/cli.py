@@ -665,12 +665,12 @@ def _run(args: argparse.Namespace) -> int:
         TaskStoreUnavailable,
         TaskValidationError,
     )
+    from todo_app.repository import connection_failure
     from todo_app.settings import DatabaseURL, DatabaseURLError, get_settings
 
     try:
-        settings = get_settings()
-        url: DatabaseURL = DatabaseURL(args.db) if args.db else settings.database_url
-        url.dialect  # noqa: B018 - refuse unknown schemes before connecting
+        settings = get_settings()  # refuses a .env it cannot parse, naming file and line
+        url: DatabaseURL = DatabaseURL(args.db).check() if args.db else settings.database_url
     except DatabaseURLError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except ValueError as exc:  # pydantic's ValidationError: a bad setting
@@ -696,14 +696,14 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_SCHEMA) from None
     except (OSError, DBConnectionError) as exc:
         # Refused, unreachable host, DNS failure, TLS handshake failure...
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        reason = connection_failure(exc)
         raise CliError(f"cannot reach the database at {url}: {reason}", EXIT_UNREACHABLE) from None
     except ValueError as exc:  # pydantic's ValidationError on command-line input
         raise CliError(f"invalid input: {_first_line(exc)}", EXIT_VALIDATION) from None
     except Exception as exc:
         if _is_connection_failure(exc):
             raise CliError(
-                f"cannot reach the database at {url}: {type(exc).__name__}", EXIT_UNREACHABLE
+                f"cannot reach the database at {url}: {connection_failure(exc)}", EXIT_UNREACHABLE
             ) from None
         raise
 
@@ -726,6 +726,9 @@ def _is_connection_failure(exc: BaseException) -> bool:
     return isinstance(
         exc,
         asyncpg.exceptions.ConnectionFailureError
+        | asyncpg.exceptions.PostgresConnectionError
+        | asyncpg.exceptions.InsufficientResourcesError
+        | asyncpg.exceptions.TargetServerAttributeNotMatched
         | asyncpg.exceptions.InvalidAuthorizationSpecificationError
         | asyncpg.exceptions.InvalidCatalogNameError
         | asyncpg.exceptions.ClientConfigurationError,

@@ -1,4 +1,5 @@
-"""Pool hygiene for asyncpg: what runs when a connection goes back to the pool.
+"""Pool hooks for asyncpg: how the pool opens a connection (``LibpqConnect``, for
+what asyncpg's keyword arguments cannot say) and what runs when one goes back.
 
 asyncpg resets every connection it takes back (``RESET ALL``, ``UNLISTEN *``, release
 of advisory locks, ...; here also ``DISCARD TEMP``, since asyncpg's reset leaves
@@ -20,10 +21,13 @@ as it came, and the next user of the pool cannot see anything of the previous on
 
 from __future__ import annotations
 
+import random
+import ssl
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["mark_clean", "reset_session"]
+__all__ = ["LibpqConnect", "mark_clean", "reset_session"]
 
 _clean: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -50,3 +54,75 @@ async def reset_session(connection: Any) -> None:
         await connection.execute(connection.get_reset_query() + "DISCARD TEMP;")
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
         connection.terminate()  # the pool opens a fresh one on the next acquire
+
+
+class LibpqConnect:
+    """The pool's ``connect`` hook: libpq's order of attempts, one asyncpg connect each.
+
+    Hosts are tried in order (shuffled under ``load_balance_hosts=random``), each with
+    its own port and its own ``connect_timeout``, as libpq does; asyncpg's timeout
+    would spend itself on the first host. On each host the transports are tried in
+    order: ``[context, False]`` is ``prefer`` with a verifying context (TLS, verified;
+    plain text if the server has no TLS or fails verification, as libpq falls back),
+    ``[False, context]`` is ``allow``. ``prefer-standby`` looks for a standby on every
+    host first, then takes any, like libpq.
+    """
+
+    __slots__ = ("addresses", "load_balance", "target_session_attrs", "timeout", "transports")
+
+    def __init__(
+        self,
+        addresses: Sequence[tuple[str | None, int]],
+        transports: Sequence[bool | str | ssl.SSLContext],
+        *,
+        timeout: float | None,
+        target_session_attrs: str = "any",
+        load_balance: bool = False,
+    ) -> None:
+        self.addresses = tuple(addresses)
+        self.transports = tuple(transports)
+        self.timeout = timeout
+        self.target_session_attrs = target_session_attrs
+        self.load_balance = load_balance
+
+    def __repr__(self) -> str:
+        hosts = ",".join(f"{host or ''}:{port}" for host, port in self.addresses)
+        return f"LibpqConnect({hosts})"
+
+    async def __call__(self, dsn: str | None = None, **kwargs: Any) -> Any:
+        import asyncpg
+
+        for key in ("host", "port", "ssl", "timeout", "target_session_attrs"):
+            kwargs.pop(key, None)  # the pool's copies of what this hook decides
+        addresses = list(self.addresses)
+        if self.load_balance:
+            random.shuffle(addresses)
+        attrs = self.target_session_attrs
+        passes = ("standby", "any") if attrs == "prefer-standby" else (attrs,)
+        error: BaseException | None = None
+        for attrs in passes:
+            for host, port in addresses:
+                for index, transport in enumerate(self.transports, start=1):
+                    try:
+                        return await asyncpg.connect(
+                            host=host,
+                            port=port,
+                            ssl=transport,
+                            timeout=self.timeout,
+                            target_session_attrs=attrs,
+                            **kwargs,
+                        )
+                    except (
+                        asyncpg.TargetServerAttributeNotMatched,
+                        asyncpg.CannotConnectNowError,
+                    ) as exc:
+                        error = exc  # libpq: on to the next host
+                        break
+                    except OSError as exc:  # refused, timed out, TLS refused or unverified
+                        error = exc
+                    except asyncpg.PostgresError as exc:
+                        if index == len(self.transports):
+                            raise  # authenticated or refused by a live server: libpq stops
+                        error = exc
+        assert error is not None  # every path above returns or sets it
+        raise error
