@@ -410,7 +410,7 @@ def test_empty_database_url_is_unset_and_db_wins(
 def test_connection_failures_are_one_line_with_the_reason() -> None:
     import asyncpg
 
-    from todo_app.repository import connection_failure
+    from todo_app.connection import connection_failure
 
     cases = {
         asyncpg.InvalidCatalogNameError('database "nope" does not exist'): (

@@ -656,6 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tortoise.exceptions import DBConnectionError
 
+    from todo_app.connection import connection_failure, is_connection_failure
     from todo_app.errors import (
         MigrationError,
         MigrationLockTimeout,
@@ -665,7 +666,6 @@ def _run(args: argparse.Namespace) -> int:
         TaskStoreUnavailable,
         TaskValidationError,
     )
-    from todo_app.repository import connection_failure
     from todo_app.settings import DatabaseURL, DatabaseURLError, get_settings
 
     try:
@@ -701,7 +701,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # pydantic's ValidationError on command-line input
         raise CliError(f"invalid input: {_first_line(exc)}", EXIT_VALIDATION) from None
     except Exception as exc:
-        if _is_connection_failure(exc):
+        if is_connection_failure(exc):
             raise CliError(
                 f"cannot reach the database at {url}: {connection_failure(exc)}", EXIT_UNREACHABLE
             ) from None
@@ -716,20 +716,3 @@ def _first_line(exc: Exception) -> str:
         where = ".".join(str(part) for part in error["loc"])
         return f"{where}: {error['msg']}" if where else error["msg"]
     return str(exc).splitlines()[0]
-
-
-def _is_connection_failure(exc: BaseException) -> bool:
-    try:
-        import asyncpg
-    except ImportError:  # pragma: no cover - asyncpg is a dependency
-        return False
-    return isinstance(
-        exc,
-        asyncpg.exceptions.ConnectionFailureError
-        | asyncpg.exceptions.PostgresConnectionError
-        | asyncpg.exceptions.InsufficientResourcesError
-        | asyncpg.exceptions.TargetServerAttributeNotMatched
-        | asyncpg.exceptions.InvalidAuthorizationSpecificationError
-        | asyncpg.exceptions.InvalidCatalogNameError
-        | asyncpg.exceptions.ClientConfigurationError,
-    )

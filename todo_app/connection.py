@@ -23,7 +23,13 @@ from typing import Any, Final
 from todo_app.dsn import REFUSED_KEYS, DatabaseURLError, SSLMode
 from todo_app.pool import LibpqConnect, reset_session
 
-__all__ = ["postgres_credentials", "sqlite_credentials"]
+__all__ = [
+    "connect_once",
+    "connection_failure",
+    "is_connection_failure",
+    "postgres_credentials",
+    "sqlite_credentials",
+]
 
 #: asyncpg's own default; PgBouncer in transaction mode needs 0.
 _DEFAULT_STATEMENT_CACHE_SIZE: Final = 100
@@ -345,3 +351,79 @@ class _Password:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+#: Pool options among the credentials, which a single connection does not take.
+_POOL_ONLY: Final = ("minsize", "maxsize", "reset", "connect", "application_name")
+
+
+async def connect_once(credentials: dict[str, Any]) -> Any:
+    """One asyncpg connection made exactly as the package's pool makes them (hosts in
+    libpq's order, TLS, timeouts), from ``postgres_credentials``' output. For tools
+    and tests that need a session of their own (creating a database, say)."""
+    import asyncpg
+
+    arguments = {k: v for k, v in credentials.items() if k not in _POOL_ONLY}
+    password = arguments.get("password")
+    arguments["password"] = password() if callable(password) else password
+    if name := credentials.get("application_name"):
+        arguments["server_settings"] = {
+            **arguments.get("server_settings", {}),
+            "application_name": name,
+        }
+    connect = credentials.get("connect") or asyncpg.connect
+    return await connect(**arguments)
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or would not let us in
+    (as opposed to refusing a statement): the CLI's "unreachable", exit 6."""
+    import asyncpg
+    from tortoise.exceptions import DBConnectionError
+
+    if isinstance(exc, DBConnectionError):
+        return True
+    return isinstance(
+        exc,
+        asyncpg.exceptions.ConnectionFailureError
+        | asyncpg.exceptions.PostgresConnectionError
+        | asyncpg.exceptions.InsufficientResourcesError
+        | asyncpg.exceptions.TargetServerAttributeNotMatched
+        | asyncpg.exceptions.InvalidAuthorizationSpecificationError
+        | asyncpg.exceptions.InvalidCatalogNameError
+        | asyncpg.exceptions.ClientConfigurationError
+        | asyncpg.exceptions.InterfaceError,
+    )
+
+
+def connection_failure(exc: BaseException) -> str:
+    """One line with the server's reason for a failed connection, and what to check."""
+    import ssl
+
+    import asyncpg
+
+    # Tortoise wraps a missing database in its own error; the driver's has the words.
+    from tortoise.exceptions import DBConnectionError
+
+    while isinstance(exc, DBConnectionError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    said = (str(exc).splitlines() or [""])[0][:300]
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return f"{said} (create it, or fix the database name in the URL)"
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return f"authentication failed: {said}"
+    if isinstance(exc, asyncpg.TooManyConnectionsError):
+        return f"too many connections: {said} (lower TODO_APP_POOL_MAX_SIZE, or use a pooler)"
+    if isinstance(exc, asyncpg.TargetServerAttributeNotMatched):
+        return f"no host matches target_session_attrs: {said}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verify failed: {exc.verify_message} (check sslrootcert and host)"
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
+        return f"the server closed the connection ({said}): is it a PostgreSQL server?"
+    if isinstance(exc, ConnectionError) and "SSL upgrade" in said:
+        # asyncpg says this both for "no TLS here" and for an answer that is not
+        # PostgreSQL's: it has no separate error type for either.
+        return f"TLS refused: {said} (the server has no TLS, or is not a PostgreSQL server)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror if not said or exc.strerror in said else said
+    return said or type(exc).__name__

@@ -518,15 +518,9 @@ async def _translated(step: Awaitable[R]) -> R:
 
 
 def _is_connection_failure(exc: BaseException) -> bool:
-    from tortoise.exceptions import DBConnectionError
+    from todo_app.connection import is_connection_failure
 
-    if isinstance(exc, DBConnectionError):
-        return True
-    try:
-        import asyncpg
-    except ImportError:  # pragma: no cover - asyncpg is a dependency
-        return False
-    return isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError)
+    return is_connection_failure(exc) or isinstance(exc, OSError)
 
 
 # -- upgrading --------------------------------------------------------------------------

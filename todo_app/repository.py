@@ -29,6 +29,7 @@ from tortoise.exceptions import (
 )
 
 from todo_app import rules, sql
+from todo_app.connection import connection_failure
 from todo_app.errors import (
     TaskConflict,
     TaskError,
@@ -527,37 +528,6 @@ def _unavailable(exc: BaseException) -> TaskStoreUnavailable | None:
     if isinstance(exc, OperationalError | TransactionManagementError) and cause is not None:
         return _unavailable(cause)
     return None
-
-
-def connection_failure(exc: BaseException) -> str:
-    """One line with the server's reason for a failed connection, and what to check."""
-    import ssl
-
-    import asyncpg
-
-    # Tortoise wraps a missing database in its own error; the driver's has the words.
-    while isinstance(exc, DBConnectionError) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    said = (str(exc).splitlines() or [""])[0][:300]
-    if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return f"{said} (create it, or fix the database name in the URL)"
-    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
-        return f"authentication failed: {said}"
-    if isinstance(exc, asyncpg.TooManyConnectionsError):
-        return f"too many connections: {said} (lower TODO_APP_POOL_MAX_SIZE, or use a pooler)"
-    if isinstance(exc, asyncpg.TargetServerAttributeNotMatched):
-        return f"no host matches target_session_attrs: {said}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verify failed: {exc.verify_message} (check sslrootcert and host)"
-    if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
-        return f"the server closed the connection ({said}): is it a PostgreSQL server?"
-    if isinstance(exc, ConnectionError) and "SSL upgrade" in said:
-        # asyncpg says this both for "no TLS here" and for an answer that is not
-        # PostgreSQL's: it has no separate error type for either.
-        return f"TLS refused: {said} (the server has no TLS, or is not a PostgreSQL server)"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror if not said or exc.strerror in said else said
-    return said or type(exc).__name__
 
 
 def _translate(exc: Exception) -> TaskError | None:

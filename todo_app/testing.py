@@ -47,6 +47,7 @@ from tortoise.context import TortoiseContext
 from tortoise.models import Model
 
 from todo_app.config import APP_LABEL, tortoise_config
+from todo_app.connection import connect_once
 from todo_app.migrator import upgrade
 from todo_app.models import Task
 from todo_app.settings import DatabaseURL, get_settings
@@ -149,18 +150,6 @@ def _run_aside(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _admin_dsn(url: DatabaseURL) -> dict[str, Any]:
-    """asyncpg keyword arguments for the server of ``url`` (via the package's own
-    translation, so the tests connect exactly as the library does)."""
-    credentials = dict(url.connection(pool_min_size=1, pool_max_size=1)["credentials"])
-    password = credentials.pop("password", None)
-    credentials.pop("minsize", None)
-    credentials.pop("maxsize", None)
-    credentials.pop("application_name", None)
-    credentials.pop("reset", None)  # a pool option, not a connection one
-    return {**credentials, "password": password() if callable(password) else password}
-
-
 class PostgresServer:
     """Creates and drops uniquely named databases on the test server.
 
@@ -173,7 +162,8 @@ class PostgresServer:
 
     async def _admin(self) -> asyncpg.Connection:
         try:
-            connection: asyncpg.Connection = await asyncpg.connect(**_admin_dsn(self.url))
+            credentials = self.url.connection(pool_min_size=1, pool_max_size=1)["credentials"]
+            connection: asyncpg.Connection = await connect_once(credentials)
         except (OSError, asyncpg.PostgresError) as exc:
             pytest.fail(
                 f"PostgreSQL at {self.url} is unreachable ({type(exc).__name__}: {exc}). "
