@@ -21,6 +21,8 @@ import todo_app.migrator
 from tests.helpers import raw_insert, row_count
 from todo_app import (
     MigrationError,
+    TaskCreate,
+    TaskRepository,
     applied_migrations,
     check_drift,
     downgrade,
@@ -158,7 +160,7 @@ async def test_round_trip_upgrade_downgrade_upgrade(
         assert await upgrade(db) == [], "upgrade is idempotent"
         assert await applied_migrations(db) == names
         assert await table_exists(db)
-        await Task.create(user_id="alice", title="survives nothing: the table is dropped")
+        await TaskRepository("alice").create(TaskCreate(title="survives nothing: dropped"))
 
         assert await downgrade(db, steps=len(names)) == names[::-1]
         assert not await table_exists(db)
@@ -169,7 +171,7 @@ async def test_round_trip_upgrade_downgrade_upgrade(
         assert await upgrade(db) == names
         assert await table_exists(db)
         assert await Task.all().count() == 0
-        await Task.create(user_id="alice", title="works again")
+        await TaskRepository("alice").create(TaskCreate(title="works again"))
         assert await Task.all().count() == 1
 
 

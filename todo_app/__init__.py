@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         MigrationFailed,
         MigrationLockTimeout,
         MigrationPlanError,
+        ReadOnlyModel,
         SchemaAhead,
         SchemaMismatch,
         SchemaOutOfDate,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         TaskStoreTimeout,
         TaskStoreUnavailable,
         TaskValidationError,
+        TodoAppError,
     )
     from todo_app.migrator import (
         DowngradePlan,
@@ -48,7 +50,9 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "APP_LABEL": "todo_app.config",
     "DatabaseURL": "todo_app.settings",
-    "DatabaseURLError": "todo_app.settings",
+    "DatabaseURLError": "todo_app.errors",
+    "ReadOnlyModel": "todo_app.errors",
+    "TodoAppError": "todo_app.errors",
     "MAX_PAGE_SIZE": "todo_app.repository",
     "DowngradePlan": "todo_app.migrator",
     "ForeignAerichTable": "todo_app.errors",
@@ -102,6 +106,7 @@ __all__ = [
     "MigrationFailed",
     "MigrationLockTimeout",
     "MigrationPlanError",
+    "ReadOnlyModel",
     "SSLMode",
     "SchemaAhead",
     "SchemaMismatch",
@@ -121,6 +126,7 @@ __all__ = [
     "TaskStoreUnavailable",
     "TaskUpdate",
     "TaskValidationError",
+    "TodoAppError",
     "app_config",
     "applied_migrations",
     "check_drift",

@@ -92,8 +92,6 @@ async def _task_id(args: argparse.Namespace, repo: TaskRepository) -> Any:
     """The task id the user typed: a whole UUID, or a unique prefix of one."""
     import uuid
 
-    from todo_app.models import Task
-
     typed = args.id.strip().lower()
     with contextlib.suppress(ValueError):
         return uuid.UUID(typed)
@@ -102,12 +100,11 @@ async def _task_id(args: argparse.Namespace, repo: TaskRepository) -> Any:
             f"no task {args.id!r}: give its id or at least 4 of its first characters",
             EXIT_NOT_FOUND,
         )
-    ids = await Task.filter(user_id=repo.owner_id).values_list("id", flat=True)
-    matches = [task_id for task_id in ids if str(task_id).startswith(typed)]
+    matches = await repo.ids_starting_with(typed, limit=2)
     if not matches:
         raise CliError(f"no task {args.id!r}", EXIT_NOT_FOUND)
     if len(matches) > 1:
-        raise CliError(f"{args.id!r} matches {len(matches)} tasks: type more of the id", EXIT_USAGE)
+        raise CliError(f"{args.id!r} matches several tasks: type more of the id", EXIT_USAGE)
     return matches[0]
 
 
@@ -492,7 +489,6 @@ async def cmd_export(args: argparse.Namespace) -> int:
 async def cmd_demo(args: argparse.Namespace) -> int:
     """Migrate, then show two users' tasks side by side: a tour of the API."""
     from todo_app.migrator import upgrade
-    from todo_app.models import Task
     from todo_app.repository import TaskRepository
     from todo_app.schemas import TaskCreate, TaskUpdate
 
@@ -502,7 +498,8 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         print(f"migrations: {len(applied)} applied now" if applied else "migrations: at head")
         alice, bob = TaskRepository("demo-alice"), TaskRepository("demo-bob")
         # Start from a clean slate so the demo reads the same every time it runs.
-        await Task.filter(user_id__in=[alice.owner_id, bob.owner_id]).delete()
+        for repo in (alice, bob):
+            await repo.delete_all()
         milk = await alice.create(TaskCreate(title="Buy milk", description="2 litres, oat"))
         await alice.create(TaskCreate(title="Book dentist"))
         await alice.create(TaskCreate(title="  Water the plants  "))

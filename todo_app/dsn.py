@@ -25,6 +25,8 @@ from urllib.parse import quote
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
+from todo_app.errors import DatabaseURLError
+
 __all__ = ["DatabaseURL", "DatabaseURLError", "SSLMode", "parse_uri"]
 
 _POSTGRES_SCHEMES: Final = frozenset({"postgres", "postgresql", "asyncpg"})
@@ -74,10 +76,6 @@ REFUSED_KEYS: Final = {
     "gssdelegation": "asyncpg does not delegate GSSAPI credentials: remove it",
 }
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
-
-
-class DatabaseURLError(ValueError):
-    """A database URL that cannot be used: the reason, never a secret."""
 
 
 class SSLMode(StrEnum):

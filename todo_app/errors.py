@@ -1,20 +1,41 @@
-"""The errors todo_app raises on purpose.
+"""Every error todo_app raises on purpose, under one base.
 
-``TaskError`` and its subclasses come from the repository: one small hierarchy a web
-layer maps to HTTP statuses (404, 409, 422, 503) without looking at driver
-exceptions. ``MigrationError`` and its subclasses come from the migration runner and
-the start-up guard (tree below).
+::
+
+    TodoAppError
+     +-- TaskError                     the repository; ``http_status`` is a web layer's hint
+     |    +-- TaskNotFound             404 (also a LookupError)
+     |    +-- TaskConflict             409 (412 for a stale If-Match)
+     |    +-- TaskValidationError      422 (also a ValueError; ``field``)
+     |    +-- TaskStoreError           500
+     |         +-- TaskStoreUnavailable    503
+     |              +-- TaskStoreTimeout   504
+     +-- MigrationError                the migration runner and the start-up guard
+     |    +-- MigrationPlanError, SchemaMismatch, SchemaAhead, ForeignAerichTable,
+     |    |   MigrationLockTimeout, MigrationDataError, MigrationFailed
+     |    +-- SchemaOutOfDate
+     +-- DatabaseURLError              a database URL that cannot be used (a ValueError)
+     +-- SettingsError                 a setting that cannot be used (todo_app.settings)
+     +-- ReadOnlyModel                 a write through the Task model instead of the
+                                       repository (a TypeError: a programming error)
+
+Nothing classifies a driver's exception by its message here: each dialect maps its
+driver's error codes to these types (``todo_app.dialects``).
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
+    "DatabaseURLError",
     "ForeignAerichTable",
     "MigrationDataError",
     "MigrationError",
     "MigrationFailed",
     "MigrationLockTimeout",
     "MigrationPlanError",
+    "ReadOnlyModel",
     "SchemaAhead",
     "SchemaMismatch",
     "SchemaOutOfDate",
@@ -25,11 +46,27 @@ __all__ = [
     "TaskStoreTimeout",
     "TaskStoreUnavailable",
     "TaskValidationError",
+    "TodoAppError",
 ]
 
 
-class TaskError(Exception):
+class TodoAppError(Exception):
+    """Base of every error todo_app raises on purpose."""
+
+
+class ReadOnlyModel(TodoAppError, TypeError):
+    """A write through the ``Task`` model: tasks are written by ``TaskRepository``."""
+
+
+class DatabaseURLError(TodoAppError, ValueError):
+    """A database URL (or a setting) that cannot be used. Never shows the password."""
+
+
+class TaskError(TodoAppError):
     """Base class of every error ``TaskRepository`` raises on purpose."""
+
+    #: The HTTP status a web layer would answer with (the README's table).
+    http_status: ClassVar[int] = 500
 
 
 class TaskNotFound(TaskError, LookupError):
@@ -43,10 +80,14 @@ class TaskNotFound(TaskError, LookupError):
         super().__init__(f"task {shown} not found")
         self.task_id = task_id
 
+    http_status: ClassVar[int] = 404
+
 
 class TaskConflict(TaskError):
     """The write lost a race or contradicts an earlier one: a version mismatch, or an
     idempotent-create id reused with different content."""
+
+    http_status: ClassVar[int] = 409
 
 
 class TaskValidationError(TaskError, ValueError):
@@ -56,6 +97,8 @@ class TaskValidationError(TaskError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+    http_status: ClassVar[int] = 422
 
 
 class TaskStoreError(TaskError):
@@ -71,9 +114,13 @@ class TaskStoreUnavailable(TaskStoreError):
     safe with a client-chosen id (create) or ``expected_version`` (other writes).
     """
 
+    http_status: ClassVar[int] = 503
+
 
 class TaskStoreTimeout(TaskStoreUnavailable):
     """The database did not answer within the configured timeout (504)."""
+
+    http_status: ClassVar[int] = 504
 
 
 # -- migrations and the schema guard ---------------------------------------------------
@@ -89,7 +136,7 @@ class TaskStoreTimeout(TaskStoreUnavailable):
 #  +-- SchemaOutOfDate        the start-up guard's verdict: behind, ahead or different
 
 
-class MigrationError(RuntimeError):
+class MigrationError(TodoAppError, RuntimeError):
     """A migration could not be planned, applied or reverted. Whatever step failed
     was rolled back whole: the data is as it was before that step."""
 

@@ -178,6 +178,18 @@ class TaskRepository:
             result[TaskStatus(status) if status in _KNOWN_STATUSES else status] = int(row["n"])
         return result
 
+    @_guarded
+    async def ids_starting_with(self, prefix: str, *, limit: int = 2) -> builtins.list[uuid.UUID]:
+        """Ids of this owner's tasks that start with ``prefix`` (hex digits and dashes,
+        case-insensitive), at most ``limit``: how a CLI resolves a shortened id."""
+        typed = prefix.strip().lower() if isinstance(prefix, str) else ""
+        if not typed or len(typed) > 36 or any(c not in "0123456789abcdef-" for c in typed):
+            raise TaskValidationError("prefix", "must be hex digits and dashes of a task id")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise TaskValidationError("limit", "must be a positive integer")
+        rows = await _runner().fetch(sql.IDS_LIKE, self._owner, typed + "%", limit, idempotent=True)
+        return [uuid.UUID(str(row["id"])) for row in rows]
+
     # -- writing --------------------------------------------------------------------
 
     @_guarded
@@ -283,6 +295,11 @@ class TaskRepository:
         if expected_version is not None and await runner.fetchrow(sql.GET, uid, self._owner):
             raise TaskConflict(f"task {uid} is not at version {expected_version}")
         raise TaskNotFound(task_id)
+
+    @_guarded
+    async def delete_all(self) -> int:
+        """Delete every task of this owner (an account's removal, say); the count."""
+        return len(await _runner().fetch(sql.DELETE_ALL, self._owner))
 
     # -- internals ------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from todo_app.dsn import DatabaseURL, DatabaseURLError, SSLMode
+from todo_app.errors import TodoAppError
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -39,7 +40,7 @@ DEFAULT_DATABASE_URL: Final = "sqlite://todo_app.sqlite3"
 DEFAULT_TEST_DATABASE_URL: Final = "postgres://postgres@127.0.0.1:5432/test"
 
 
-class SettingsError(ValueError):
+class SettingsError(TodoAppError, ValueError):
     """A setting that cannot be used, named as the user wrote it. Never shows a secret."""
 
 

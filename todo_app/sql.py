@@ -57,6 +57,12 @@ DELETE: Final = f'DELETE FROM "{TABLE}" WHERE "id" = $1 AND "user_id" = $2 RETUR
 DELETE_VERSION: Final = (
     f'DELETE FROM "{TABLE}" WHERE "id" = $1 AND "user_id" = $2 AND "version" = $3 RETURNING "id"'
 )
+DELETE_ALL: Final = f'DELETE FROM "{TABLE}" WHERE "user_id" = $1 RETURNING "id"'
+# CAST(... AS TEXT) is the one spelling both dialects take for a UUID as text.
+IDS_LIKE: Final = (
+    f'SELECT "id" FROM "{TABLE}" WHERE "user_id" = $1 AND CAST("id" AS TEXT) LIKE $2 '
+    'ORDER BY "id" LIMIT $3'
+)
 COUNTS: Final = (
     f'SELECT "status", count(*) AS "n" FROM "{TABLE}" WHERE "user_id" = $1 GROUP BY "status"'
 )
