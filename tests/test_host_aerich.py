@@ -387,7 +387,7 @@ async def test_installed_stubs_complete_a_generated_table_and_revert(
 
     import todo_app
     from todo_app.aerich_bridge import aerich_migration, install_migrations
-    from todo_app.schema import read_shape
+    from todo_app.dialects import read_shape
     from todo_app.schema_history import SHAPES
 
     names = [m.filename for m in todo_app.migration_history()]

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 import todo_app
-from todo_app import sql
+from todo_app.dialects import dialect_named
 from todo_app.settings import DatabaseURL
 
 FreshURL = Callable[[str], Awaitable[DatabaseURL]]
@@ -40,7 +40,9 @@ async def test_postgres_plan_is_an_index_scan_without_sort(fresh_database_url: F
     ]  # fmt: skip
     connection = await asyncpg.connect(url.reveal())
     try:
-        await connection.copy_records_to_table("todo_app_task", records=rows, columns=sql.COLUMNS)
+        await connection.copy_records_to_table(
+            "todo_app_task", records=rows, columns=dialect_named("postgres").statements.columns
+        )
         await connection.execute("ANALYZE todo_app_task")
         middle = rows[ROWS // 2]
         for newest in (True, False):
@@ -48,7 +50,9 @@ async def test_postgres_plan_is_an_index_scan_without_sort(fresh_database_url: F
                 (False, ["owner-7", 51]),
                 (True, ["owner-7", middle[6], middle[0], 51]),
             ):
-                query = sql.listing(newest=newest, with_status=False, after=after)
+                query = dialect_named("postgres").statements.listing(
+                    newest=newest, with_status=False, after=after
+                )
                 explained = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *args)
                 plan = json.loads(explained)[0]["Plan"]
                 nodes = _nodes(plan)
@@ -74,8 +78,8 @@ async def test_sqlite_plan_uses_the_index_without_a_temp_sort(
     await todo_app.migrate(url)
     async with aiosqlite.connect(str(url.database)) as connection:
         for after in (False, True):
-            query = sql.statement(
-                sql.listing(newest=True, with_status=False, after=after), "sqlite"
+            query = dialect_named("sqlite").statements.listing(
+                newest=True, with_status=False, after=after
             )
             args = ["owner-1", "2026-01-01 00:00:00+00:00", str(uuid.uuid4()), 51][
                 : 4 if after else 2

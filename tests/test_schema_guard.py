@@ -36,8 +36,8 @@ from todo_app import (
 )
 from todo_app.cli import main
 from todo_app.config import tortoise_config
+from todo_app.dialects import aerich_columns, read_shape
 from todo_app.migrator import _run_script, inspect_schema
-from todo_app.schema import aerich_columns, read_shape
 from todo_app.schema_history import SHAPES
 from todo_app.settings import DatabaseURL
 from todo_app.testing import TodoDatabase

@@ -26,13 +26,11 @@ models with the state recorded in the newest migration.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import json
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 from todo_app.config import APP_LABEL, app_config, tortoise_config
+from todo_app.dialects import Dialect, aerich_columns, dialect_for, read_shape
 from todo_app.errors import (
     ForeignAerichTable,
     MigrationDataError,
@@ -56,7 +55,7 @@ from todo_app.errors import (
     SchemaMismatch,
 )
 from todo_app.models import Task
-from todo_app.schema import TABLE, TableShape, aerich_columns, differences, read_shape
+from todo_app.schema import TABLE, TableShape, differences
 from todo_app.schema_history import SHAPES
 from todo_app.settings import DatabaseURL
 from todo_app.transactions import write_transaction
@@ -90,16 +89,10 @@ _SOURCE_DIR: Final = Path(__file__).parent.parent / "migrations" / APP_LABEL
 #: The migrations shipped with this package (inside a wheel) or, in a source
 #: checkout, the repository's ``migrations/todo_app``.
 MIGRATIONS_DIR = _PACKAGED_DIR if _PACKAGED_DIR.is_dir() else _SOURCE_DIR
-#: pg_advisory_xact_lock key: the bytes of "todo_app" as a signed 64-bit integer.
-_ADVISORY_LOCK_KEY: Final = int.from_bytes(b"todo_app", "big", signed=True)
 _AERICH_MODEL: Final = f"{APP_LABEL}.Aerich"
 _AERICH_COLUMNS: Final = frozenset({"id", "version", "app", "content"})
 #: Seconds a runner waits for another one's lock before MigrationLockTimeout.
 DEFAULT_LOCK_TIMEOUT: Final = 300.0
-#: Client-side backstop for one migration statement (a table rebuild may be long;
-#: the application's statement timeout does not apply to migrations).
-_STATEMENT_BACKSTOP: Final = 24 * 3600.0
-_POLL_SECONDS: Final = 0.2
 _REPORT_EVERY: Final = 5.0
 _ADOPT_TABLE: Final = "todo_app_task__adopt"
 _MAX_REPORTED_ROWS: Final = 20
@@ -202,7 +195,8 @@ def _dialect(db: BaseDBAsyncClient) -> str:
 
 
 def _marks(db: BaseDBAsyncClient, count: int) -> list[str]:
-    return [f"${n}" for n in range(1, count + 1)] if _dialect(db) == "postgres" else ["?"] * count
+    dialect = dialect_for(db)
+    return [dialect.param(n) for n in range(1, count + 1)]
 
 
 # -- what the database holds -------------------------------------------------------------
@@ -319,36 +313,10 @@ async def pending_migrations(target: Target = None) -> list[str]:
 # -- running SQL ------------------------------------------------------------------------
 
 
-def _statements(script: str) -> list[str]:
-    """Split a SQLite script into statements, respecting quotes and triggers."""
-    statements, current = [], ""
-    for piece in script.split(";"):
-        current += piece + ";"
-        if sqlite3.complete_statement(current):
-            if current.strip(" \t\r\n;"):
-                statements.append(current.strip())
-            current = ""
-    if current.strip(" \t\r\n;"):
-        raise MigrationPlanError("migration SQL ends with an incomplete statement")
-    return statements
-
-
 async def _run_script(db: BaseDBAsyncClient, script: str) -> None:
-    """Run migration SQL inside the caller's transaction, without the application's
-    statement timeout."""
-    if _dialect(db) == "postgres":
-        connection: Any = getattr(db, "_connection", None)
-        if connection is not None and hasattr(connection, "execute"):
-            # Straight on asyncpg, for its per-call timeout: Tortoise would apply the
-            # pool's command_timeout (the application's statement timeout + margin).
-            await connection.execute(script, timeout=_STATEMENT_BACKSTOP)
-        else:  # pragma: no cover - a transaction client always holds its connection
-            await db.execute_script(script)
-        return
-    # One statement at a time: sqlite3's executescript() would first COMMIT the
-    # transaction this migration runs in, and a failure would leave half of it.
-    for statement in _statements(script):
-        await db.execute_query(statement)
+    """Run migration SQL inside the caller's transaction, all or nothing, without the
+    application's statement timeout (each dialect knows how)."""
+    await dialect_for(db).run_script(db, script)
 
 
 R = TypeVar("R")
@@ -360,33 +328,34 @@ async def _run_locked(
     *,
     lock_timeout: float,
 ) -> R:
-    """Run ``step`` in one transaction that holds the migration lock.
-
-    PostgreSQL: a transaction-scoped advisory lock, polled so that the wait can be
-    reported and bounded; ``statement_timeout`` is lifted for the transaction.
-    SQLite: the database's write lock, taken up front with ``BEGIN IMMEDIATE``.
-    Either way, concurrent runners (other processes included) queue here, then
-    re-read the database: each migration runs exactly once.
-    """
-    deadline = time.monotonic() + lock_timeout
+    """Run ``step`` in one write transaction that holds the migration lock (the
+    dialect's: an advisory lock on PostgreSQL, the write lock on SQLite), waiting at
+    most ``lock_timeout`` seconds for it and saying who holds it meanwhile.
+    Concurrent runners (other processes included) queue here, then re-read the
+    database: each migration runs exactly once."""
+    dialect = dialect_for(db)
     started = time.monotonic()
+    deadline = started + lock_timeout
     next_report = started + _REPORT_EVERY / 2
     while True:
         try:
-            async with _sqlite_lock_wait(db), write_transaction(db.connection_name) as tx:
+            async with dialect.lock_attempts(db), write_transaction(db.connection_name) as tx:
                 await lock_in_transaction(tx, deadline=deadline, lock_timeout=lock_timeout)
-                return await _translated(step(tx))
-        except _SQLiteBusy:
+                return await _translated(step(tx), dialect)
+        except Exception as exc:
+            if not dialect.is_busy(exc):
+                raise
             now = time.monotonic()
             if now >= deadline:
                 raise MigrationLockTimeout(
-                    f"gave up after {lock_timeout:g} s waiting for the SQLite write lock: "
-                    "another process is writing to or migrating this database"
+                    f"gave up after {lock_timeout:g} s waiting for the {dialect.label} write "
+                    "lock: another process is writing to or migrating this database"
                 ) from None
             if now >= next_report:
                 logger.warning(
-                    "waiting for the SQLite write lock, held by another connection "
+                    "waiting for the %s write lock, held by another connection "
                     "(%.0f s so far, giving up after %g s)",
+                    dialect.label,
                     now - started,
                     lock_timeout,
                 )
@@ -399,119 +368,21 @@ async def lock_in_transaction(
     deadline: float | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> None:
-    """Inside a transaction on PostgreSQL: lift the application's statement timeout
-    and take the migration lock (released at commit or rollback). On SQLite the
-    caller's ``BEGIN IMMEDIATE`` is the lock, so nothing is done."""
-    if _dialect(tx) != "postgres":
-        return
-    await tx.execute_query("SET LOCAL statement_timeout = 0")
+    """Inside a transaction: take the migration lock (released at commit or
+    rollback), without the application's statement timeout."""
     deadline = time.monotonic() + lock_timeout if deadline is None else deadline
-    await _advisory_lock(tx, deadline, lock_timeout)
+    await dialect_for(tx).migration_lock(tx, deadline=deadline, lock_timeout=lock_timeout)
 
 
-class _SQLiteBusy(Exception):
-    """BEGIN IMMEDIATE found the write lock taken (within a short busy timeout)."""
-
-
-@contextlib.asynccontextmanager
-async def _sqlite_lock_wait(db: BaseDBAsyncClient) -> AsyncIterator[None]:
-    """On SQLite, try for the write lock one second at a time (so the wait can be
-    reported and bounded), then restore the connection's busy timeout."""
-    if _dialect(db) != "sqlite":
-        yield
-        return
-    try:
-        # The first query may open the connection, whose set-up pragmas can meet the
-        # lock too (switching a new file to WAL needs it).
-        _, rows = await db.execute_query("PRAGMA busy_timeout")
-    except Exception as exc:
-        if _is_sqlite_busy(exc):
-            raise _SQLiteBusy from None
-        raise
-    previous = int(next(iter(dict(rows[0]).values())))
-    await db.execute_query("PRAGMA busy_timeout = 1000")
-    try:
-        yield
-    except Exception as exc:
-        if _is_sqlite_busy(exc):
-            raise _SQLiteBusy from None
-        raise
-    finally:
-        await db.execute_query(f"PRAGMA busy_timeout = {previous}")
-
-
-def _is_sqlite_busy(exc: BaseException) -> bool:
-    while exc is not None:
-        if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in (
-            sqlite3.SQLITE_BUSY,
-            sqlite3.SQLITE_LOCKED,
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return False
-
-
-_LOCK_HOLDER: Final = """
-SELECT a.pid, coalesce(a.application_name, '') AS application,
-       coalesce(host(a.client_addr), 'local socket') AS client,
-       extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::float8 AS seconds
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted
-  AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1
-LIMIT 1
-"""
-
-
-async def _lock_holder(tx: BaseDBAsyncClient) -> str:
-    key = _ADVISORY_LOCK_KEY & 0xFFFF_FFFF_FFFF_FFFF
-    _, rows = await tx.execute_query(_LOCK_HOLDER, [key >> 32, key & 0xFFFF_FFFF])
-    if not rows:
-        return "another session (gone by now)"
-    row = rows[0]
-    application = f" {row['application']!r}" if row["application"] else ""
-    return (
-        f"PostgreSQL backend {row['pid']}{application} from {row['client']}, "
-        f"in its transaction for {float(row['seconds']):.0f} s"
-    )
-
-
-async def _advisory_lock(tx: BaseDBAsyncClient, deadline: float, lock_timeout: float) -> None:
-    started = time.monotonic()
-    next_report = started + _REPORT_EVERY / 2
-    while True:
-        _, rows = await tx.execute_query(
-            "SELECT pg_try_advisory_xact_lock($1) AS got", [_ADVISORY_LOCK_KEY]
-        )
-        if rows[0]["got"]:
-            return
-        now = time.monotonic()
-        if now >= deadline:
-            raise MigrationLockTimeout(
-                f"gave up after {lock_timeout:g} s waiting for the migration lock, held by "
-                f"{await _lock_holder(tx)}"
-            )
-        if now >= next_report:
-            logger.warning(
-                "waiting for the migration lock, held by %s (waited %.0f s, giving up after %g s)",
-                await _lock_holder(tx),
-                now - started,
-                lock_timeout,
-            )
-            next_report = now + _REPORT_EVERY
-        await asyncio.sleep(_POLL_SECONDS)
-
-
-async def _translated(step: Awaitable[R]) -> R:
+async def _translated(step: Awaitable[R], dialect: Dialect | None = None) -> R:
     """Driver and Tortoise errors of a migration step as one-line MigrationFailed
-    (connection failures pass through: callers map them to "unreachable")."""
+    (connection failures and a busy lock pass through: callers handle them)."""
     try:
         return await step
-    except (TimeoutError, MigrationError, _SQLiteBusy, OSError):
+    except (MigrationError, OSError, TimeoutError):
         raise
     except Exception as exc:
-        if _is_sqlite_busy(exc):
-            raise _SQLiteBusy from None
-        if _is_connection_failure(exc):
+        if _is_connection_failure(exc) or (dialect is not None and dialect.is_busy(exc)):
             raise
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MigrationFailed(f"the database refused a migration statement: {reason}") from exc
@@ -529,7 +400,7 @@ def _is_connection_failure(exc: BaseException) -> bool:
 async def _record(tx: BaseDBAsyncClient, migrations: list[Migration]) -> None:
     from aerich.coder import encoder
 
-    cast = "::jsonb" if _dialect(tx) == "postgres" else ""
+    cast = dialect_for(tx).json_cast
     version, app, content = _marks(tx, 3)
     for migration in migrations:
         await tx.execute_query(
@@ -591,9 +462,9 @@ async def _adopt(tx: BaseDBAsyncClient, migrations: list[Migration], state: Sche
     and nothing is changed."""
     assert state.live is not None
     columns = ", ".join(f'"{name}"' for name in state.live.columns)
-    on_commit = " ON COMMIT DROP" if state.dialect == "postgres" else ""
+    options = dialect_for(tx).temporary_table_options
     await tx.execute_query(
-        f'CREATE TEMPORARY TABLE "{_ADOPT_TABLE}"{on_commit} AS SELECT * FROM "{TABLE}"'
+        f'CREATE TEMPORARY TABLE "{_ADOPT_TABLE}"{options} AS SELECT * FROM "{TABLE}"'
     )
     await tx.execute_query(f'DROP TABLE "{TABLE}"')
     for migration in migrations:

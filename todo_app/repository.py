@@ -9,50 +9,37 @@ refusals (CHECK, NOT NULL, duplicate key) are translated, never leaked raw.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import functools
-import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final, ParamSpec, TypeVar
 
 import pydantic
-from tortoise.backends.base.client import PoolConnectionWrapper
-from tortoise.exceptions import (
-    BaseORMException,
-    DBConnectionError,
-    IntegrityError,
-    OperationalError,
-    TransactionManagementError,
-    ValidationError,
-)
 
-from todo_app import rules, sql
-from todo_app.connection import connection_failure
+from todo_app import rules
+from todo_app.dialects import Runner, classify
+from todo_app.dialects.base import model_columns
 from todo_app.errors import (
     TaskConflict,
     TaskError,
     TaskNotFound,
     TaskStoreError,
     TaskStoreTimeout,
-    TaskStoreUnavailable,
     TaskValidationError,
 )
 from todo_app.models import Task, TaskStatus, utc_now
 from todo_app.pagination import Cursor, Order
-from todo_app.pool import mark_clean
 from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
-from todo_app.sql import Runner
-from todo_app.transactions import write_transaction
 
 __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]
 
 MAX_PAGE_SIZE: Final = 200
 _KNOWN_STATUSES: Final = frozenset(member.value for member in TaskStatus)
-_MAX_VERSION: Final = sql.MAX_VERSION  # the version column is a 32-bit integer
-_BULK_BATCH: Final = 500
-_COPY_BATCH: Final = 5000
+_MAX_VERSION: Final = rules.MAX_VERSION
+_COLUMNS: Final = model_columns()
+#: What a client may set on create (the id is checked separately).
+_CREATE_FIELDS: Final = tuple(name for name in TaskCreate.model_fields if name != "id")
 Schema = TypeVar("Schema", TaskCreate, TaskUpdate)
 
 
@@ -120,7 +107,7 @@ class TaskRepository:
         row = (
             None
             if uid is None
-            else await runner.fetchrow(sql.GET, uid, self._owner, idempotent=True)
+            else await runner.fetchrow(runner.sql.get, uid, self._owner, idempotent=True)
         )
         if row is None:
             raise TaskNotFound(task_id)
@@ -155,10 +142,11 @@ class TaskRepository:
             after = Cursor.decode(cursor, order=order, status=wanted)
             args += [after.created_at, after.id]
         args.append(limit + 1)
-        query = sql.listing(
+        runner = _runner()
+        query = runner.sql.listing(
             newest=order == "newest", with_status=wanted is not None, after=cursor is not None
         )
-        rows = await _runner().fetch(query, *args, idempotent=True)
+        rows = await runner.fetch(query, *args, idempotent=True)
         items = [_read(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
@@ -173,7 +161,8 @@ class TaskRepository:
         (zeros included), and a status written by a newer version is counted under
         its stored string."""
         result: dict[TaskStatus | str, int] = dict.fromkeys(TaskStatus, 0)
-        for row in await _runner().fetch(sql.COUNTS, self._owner, idempotent=True):
+        runner = _runner()
+        for row in await runner.fetch(runner.sql.counts, self._owner, idempotent=True):
             status = str(row["status"])
             result[TaskStatus(status) if status in _KNOWN_STATUSES else status] = int(row["n"])
         return result
@@ -187,7 +176,10 @@ class TaskRepository:
             raise TaskValidationError("prefix", "must be hex digits and dashes of a task id")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise TaskValidationError("limit", "must be a positive integer")
-        rows = await _runner().fetch(sql.IDS_LIKE, self._owner, typed + "%", limit, idempotent=True)
+        runner = _runner()
+        rows = await runner.fetch(
+            runner.sql.ids_like, self._owner, typed + "%", limit, idempotent=True
+        )
         return [uuid.UUID(str(row["id"])) for row in rows]
 
     # -- writing --------------------------------------------------------------------
@@ -202,10 +194,10 @@ class TaskRepository:
         runner = _runner()
         # "Insert unless the id exists" is idempotent, so it may be retried on a fresh
         # connection; for a generated id, a second try finds its own first row.
-        if await runner.fetch(sql.INSERT_IF_NEW, *row, idempotent=True):
-            return _read(dict(zip(sql.COLUMNS, row, strict=True)))
+        if await runner.fetch(runner.sql.insert_if_new, *row, idempotent=True):
+            return _read(dict(zip(runner.sql.columns, row, strict=True)))
         data = data.model_copy(update={"id": row[0]}) if data.id is None else data
-        existing = await runner.fetchrow(sql.GET_ANY_OWNER, row[0], idempotent=True)
+        existing = await runner.fetchrow(runner.sql.get_any_owner, row[0], idempotent=True)
         if existing is None:  # pragma: no cover - deleted between the two statements
             raise TaskConflict(f"task id {data.id} is already used for different content")
         return self._same_create(_read(existing), data)
@@ -240,12 +232,8 @@ class TaskRepository:
             rows.append(self._row(data))
         if not rows:
             return 0
-        db = Task._meta.db
-        report = _report(progress)
-        if db.capabilities.dialect == "postgres":
-            await _copy_rows(db, rows, seen, report)
-        else:
-            await _insert_rows(db, rows, seen, report)
+        runner = _runner()
+        await runner.dialect.bulk_insert(runner.db, rows, seen, _report(progress))
         return len(rows)
 
     @_guarded
@@ -287,44 +275,43 @@ class TaskRepository:
             raise TaskNotFound(task_id)
         runner = _runner()
         if expected_version is None:
-            deleted = await runner.fetch(sql.DELETE, uid, self._owner)
+            deleted = await runner.fetch(runner.sql.delete, uid, self._owner)
         else:
-            deleted = await runner.fetch(sql.DELETE_VERSION, uid, self._owner, expected_version)
+            deleted = await runner.fetch(
+                runner.sql.delete_version, uid, self._owner, expected_version
+            )
         if deleted:
             return
-        if expected_version is not None and await runner.fetchrow(sql.GET, uid, self._owner):
+        if expected_version is not None and await runner.fetchrow(runner.sql.get, uid, self._owner):
             raise TaskConflict(f"task {uid} is not at version {expected_version}")
         raise TaskNotFound(task_id)
 
     @_guarded
     async def delete_all(self) -> int:
         """Delete every task of this owner (an account's removal, say); the count."""
-        return len(await _runner().fetch(sql.DELETE_ALL, self._owner))
+        runner = _runner()
+        return len(await runner.fetch(runner.sql.delete_all, self._owner))
 
     # -- internals ------------------------------------------------------------------
 
     def _row(self, data: TaskCreate) -> tuple[Any, ...]:
-        """The stored row of a new task, in ``sql.COLUMNS`` order."""
+        """The stored row of a new task, in the statements' column order: every field
+        the client sent that is a column, and what the store itself sets."""
         now = utc_now()
-        completed_at = now if data.status == TaskStatus.COMPLETED else None
-        return (
-            data.id or uuid.uuid4(),
-            self._owner,
-            data.title,
-            data.description,
-            data.status.value,
-            1,
-            now,
-            now,
-            completed_at,
+        stored = {name: _column_value(getattr(data, name)) for name in _CREATE_FIELDS}
+        stored.update(
+            id=data.id or uuid.uuid4(),
+            user_id=self._owner,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            completed_at=now if data.status == TaskStatus.COMPLETED else None,
         )
+        return tuple(stored.get(column) for column in _COLUMNS)
 
     def _same_create(self, existing: TaskRead, data: TaskCreate) -> TaskRead:
-        same = (
-            existing.user_id == self._owner
-            and existing.title == data.title
-            and existing.description == data.description
-            and existing.status == data.status
+        same = existing.user_id == self._owner and all(
+            getattr(existing, name) == getattr(data, name) for name in _CREATE_FIELDS
         )
         if not same:
             # One message whoever owns the id: nothing about the other row leaks.
@@ -348,14 +335,14 @@ class TaskRepository:
         if changes:
             names = sorted(changes)
             values = [_column_value(changes[name]) for name in names]
-            query = sql.update(frozenset(names), with_version=expected_version is not None)
+            query = runner.sql.update(frozenset(names), with_version=expected_version is not None)
             args = [uid, self._owner, utc_now(), *values]
             if expected_version is not None:
                 args.append(expected_version)
             row = await runner.fetchrow(query, *args)
             if row is not None:
                 return _read(row)
-        current = await runner.fetchrow(sql.GET, uid, self._owner)
+        current = await runner.fetchrow(runner.sql.get, uid, self._owner)
         if current is None:
             raise TaskNotFound(task_id)
         task = _read(current)
@@ -365,59 +352,6 @@ class TaskRepository:
         if would_change and task.version >= _MAX_VERSION:
             raise TaskConflict(f"task {uid} has reached its last version: copy it to change it")
         return task  # nothing to change: not a write, the version stays
-
-
-async def _copy_rows(
-    db: Any,
-    rows: builtins.list[tuple[Any, ...]],
-    ids: set[uuid.UUID],
-    progress: Callable[[int], object] | None,
-) -> None:
-    """PostgreSQL: check client ids in one query, then COPY in batches, all in one
-    transaction (a savepoint inside a caller's transaction)."""
-    wrapper = db.acquire_connection()
-    async with wrapper as connection:
-        if isinstance(wrapper, PoolConnectionWrapper):
-            mark_clean(connection)
-        async with connection.transaction():
-            if ids and await connection.fetchval(
-                'SELECT count(*) FROM "todo_app_task" WHERE "id" = ANY($1::uuid[])', list(ids)
-            ):
-                raise TaskConflict("an item's id is already in use")
-            for start in range(0, len(rows), _COPY_BATCH):
-                batch = rows[start : start + _COPY_BATCH]
-                await connection.copy_records_to_table(
-                    "todo_app_task", records=batch, columns=sql.COLUMNS
-                )
-                if progress is not None:
-                    progress(start + len(batch))
-
-
-async def _insert_rows(
-    db: Any,
-    rows: builtins.list[tuple[Any, ...]],
-    ids: set[uuid.UUID],
-    progress: Callable[[int], object] | None,
-) -> None:
-    """SQLite: one write transaction of batched multi-row INSERTs."""
-    runner = Runner(db)
-    async with write_transaction(db.connection_name) as tx:
-        wanted = builtins.list(ids)
-        for start in range(0, len(wanted), _BULK_BATCH):
-            chunk = wanted[start : start + _BULK_BATCH]
-            marks = ", ".join("?" * len(chunk))
-            _, taken = await tx.execute_query(
-                f'SELECT 1 FROM "todo_app_task" WHERE "id" IN ({marks}) LIMIT 1',  # noqa: S608
-                [str(task_id) for task_id in chunk],
-            )
-            if taken:
-                raise TaskConflict("an item's id is already in use")
-        insert = sql.statement(sql.INSERT, "sqlite")
-        for start in range(0, len(rows), _BULK_BATCH):
-            batch = rows[start : start + _BULK_BATCH]
-            await tx.execute_many(insert, [[runner.value(v) for v in row] for row in batch])
-            if progress is not None:
-                progress(start + len(batch))
 
 
 def _callers(iterator: Iterator[Any]) -> Iterator[Any]:
@@ -504,90 +438,10 @@ def _validated(schema: type[Schema], data: object, *, prefix: str = "") -> Schem
         raise TaskValidationError(prefix + field, error["msg"]) from None
 
 
-_CONSTRAINT_FIELDS: Final = ("user_id", "title", "description", "status", "version", "completed_at")
-
-
-def _unavailable(exc: BaseException) -> TaskStoreUnavailable | None:
-    """The typed error for a database that is down, gone, busy or slow, if it is."""
-    import asyncpg  # deferred: not needed on SQLite
-
-    if isinstance(
-        exc, asyncpg.InvalidSQLStatementNameError | asyncpg.DuplicatePreparedStatementError
-    ):
-        return TaskStoreUnavailable(
-            f"{exc} -- behind a transaction-mode pooler (PgBouncer), turn asyncpg's "
-            "statement cache off: TODO_APP_STATEMENT_CACHE_SIZE=0 or pgbouncer=true in the URL"
-        )
-    if isinstance(exc, asyncpg.QueryCanceledError | asyncio.TimeoutError | TimeoutError):
-        return TaskStoreTimeout("the database did not answer in time")
-    if isinstance(
-        exc,
-        OSError
-        | DBConnectionError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.TooManyConnectionsError
-        | asyncpg.AdminShutdownError
-        | asyncpg.InvalidCatalogNameError
-        | asyncpg.InvalidAuthorizationSpecificationError
-        | asyncpg.TargetServerAttributeNotMatched
-        # asyncpg's own state machine, when the server vanished mid-operation.
-        | asyncpg.InternalClientError,
-    ):
-        return TaskStoreUnavailable(f"the database is unavailable: {connection_failure(exc)}")
-    if isinstance(exc, asyncpg.InterfaceError) and (
-        "closed" in str(exc) or "in progress" in str(exc)
-    ):
-        return TaskStoreUnavailable(f"the connection was lost ({str(exc)[:200]})")
-    if isinstance(exc, OperationalError | sqlite3.OperationalError) and "locked" in str(exc):
-        return TaskStoreUnavailable("the database is busy (locked by another writer)")
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, OperationalError | TransactionManagementError) and cause is not None:
-        return _unavailable(cause)
-    return None
-
-
 def _translate(exc: Exception) -> TaskError | None:
-    """The repository's typed error for a database refusal or failure; None when
-    ``exc`` did not come from the database."""
-    if isinstance(exc, ValidationError):  # Tortoise's: "<field>: <message>"
-        field, _, message = str(exc).partition(": ")
-        return TaskValidationError(field or "data", message or str(exc))
-    if _is_integrity_error(exc):
-        return _integrity_error(str(exc))
-    if (unavailable := _unavailable(exc)) is not None:
-        return unavailable
-    if not _from_database(exc):
-        return None
-    message = str(exc)
-    if "value too long" in message or "out of range" in message:
-        return TaskValidationError("data", "a value is too long or out of range")
-    if "0x00" in message or "invalid byte sequence" in message:
-        return TaskValidationError("data", "text must not contain NUL characters")
-    return TaskStoreError(f"the database refused: {message.splitlines()[0][:200]}")
-
-
-def _from_database(exc: BaseException) -> bool:
-    import asyncpg
-
-    return isinstance(exc, BaseORMException | sqlite3.Error | asyncpg.PostgresError)
-
-
-def _is_integrity_error(exc: Exception) -> bool:
-    if isinstance(exc, IntegrityError | sqlite3.IntegrityError):
-        return True
-    import asyncpg
-
-    return isinstance(exc, asyncpg.IntegrityConstraintViolationError)
-
-
-def _integrity_error(message: str) -> TaskError:
-    """A CHECK, NOT NULL or key violation, named after the column it guards."""
-    if "todo_app_task_pkey" in message or "todo_app_task.id" in message:
-        return TaskConflict("a task with this id already exists")
-    for column in _CONSTRAINT_FIELDS:
-        if f"todo_app_task_{column}_" in message or f"todo_app_task.{column}" in message:
-            return TaskValidationError(column, "refused by the database")
-        if f'column "{column}"' in message:
-            return TaskValidationError(column, "refused by the database")
-    return TaskValidationError("data", "refused by the database")
+    """The repository's typed error for a database refusal or failure, from the
+    error table of the dialect whose driver raised it; a timeout of the client's own
+    is one too. None when ``exc`` did not come from the database."""
+    if isinstance(exc, TimeoutError):
+        return TaskStoreTimeout("the database did not answer in time")
+    return classify(exc)

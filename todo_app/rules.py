@@ -34,6 +34,8 @@ DESCRIPTION_MAX_LENGTH: Final = 1000
 USER_ID_MAX_LENGTH: Final = 255
 #: Room for future statuses: adding an enum member must not change the column.
 STATUS_MAX_LENGTH: Final = 32
+#: The version column is a 32-bit integer: a task at this version takes no more writes.
+MAX_VERSION: Final = 2**31 - 1
 
 #: Exactly the characters ``str.strip()`` removes (``str.isspace()``). The CHECK
 #: constraints trim the same set, so "blank" means the same thing in Python and SQL

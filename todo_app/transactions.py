@@ -26,6 +26,8 @@ from tortoise.backends.base.client import (
 from tortoise.connection import get_connections
 from tortoise.transactions import in_transaction
 
+from todo_app.dialects import dialect_for
+
 __all__ = ["write_transaction"]
 
 
@@ -44,11 +46,10 @@ async def write_transaction(connection_name: str) -> AsyncIterator[BaseDBAsyncCl
         await _give_back(context, release=True)
         raise
     try:
-        if not nested and tx.capabilities.dialect == "sqlite":
-            # Swap the deferred BEGIN Tortoise just issued for an immediate one. The
-            # connection is Tortoise's single SQLite connection, held under its lock.
-            await tx.execute_query("COMMIT")
-            await tx.execute_query("BEGIN IMMEDIATE")
+        if not nested:
+            # The dialect's write lock (SQLite: BEGIN IMMEDIATE instead of Tortoise's
+            # deferred BEGIN); a caller's transaction already decides the locking.
+            await dialect_for(tx).begin_write(tx)
         yield tx
     except BaseException as exc:
         try:

@@ -1,0 +1,256 @@
+"""What a dialect is, and the SQL every dialect shares, built from the model.
+
+A dialect is everything about one database that the rest of the package must not
+know: how it spells a parameter, how the package's fixed statements run on its
+driver (and which failures mean "the connection died"), how many rows go in at once,
+how a write transaction takes its lock, how migrations run and serialise, how the
+live table is read from its catalog, and the table that maps its driver's error
+*codes* to the package's errors. Subclasses fill in :class:`Dialect`.
+
+The statements themselves are written once, here, from ``Task._meta``: the table
+name, the columns and their order. A new field on the model (plus its migration)
+reaches every statement; ``tests/test_dialects.py`` fails if the model and the SQL
+disagree.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import cached_property
+from typing import Any, ClassVar
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from todo_app import rules
+from todo_app.errors import TaskConflict, TaskError, TaskValidationError
+from todo_app.models import Task
+from todo_app.rules import TaskStatus
+from todo_app.schema import TableShape
+
+__all__ = [
+    "Dialect",
+    "Progress",
+    "Rows",
+    "Statements",
+    "field_of_constraint",
+    "model_columns",
+    "refused",
+]
+
+Rows = Sequence[Mapping[str, Any]]
+Progress = Callable[[int], object] | None
+
+
+def model_columns() -> tuple[str, ...]:
+    """The task table's columns, in the model's declaration order."""
+    meta = Task._meta
+    projection = meta.fields_db_projection
+    return tuple(projection[name] for name in meta.fields_map if name in projection)
+
+
+def field_of_constraint(name: str | None) -> str:
+    """The column a named constraint guards: ``todo_app_task_title_not_blank`` ->
+    ``title`` (the migrations name every constraint ``<table>_<column>_<rule>``)."""
+    table = Task._meta.db_table
+    if not name or not name.startswith(f"{table}_"):
+        return "data"
+    rest = name.removeprefix(f"{table}_")
+    for column in sorted(model_columns(), key=len, reverse=True):
+        if rest == column or rest.startswith(f"{column}_"):
+            return column
+    return "data"
+
+
+def refused(column: str, constraint: str | None = None) -> TaskError:
+    """A database refusal of a value, named after its column; the primary key's is a
+    conflict (an id in use)."""
+    if constraint == f"{Task._meta.db_table}_pkey" or column == "id":
+        return TaskConflict("a task with this id already exists")
+    return TaskValidationError(column, "refused by the database")
+
+
+class Statements:
+    """The repository's statements in one dialect's spelling."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        p = dialect.param
+        self.table = f'"{Task._meta.db_table}"'
+        self.columns = model_columns()
+        self._select = ", ".join(f'"{column}"' for column in self.columns)
+        values = ", ".join(p(n) for n in range(1, len(self.columns) + 1))
+        t, cols = self.table, self._select
+        self.get = f'SELECT {cols} FROM {t} WHERE "id" = {p(1)} AND "user_id" = {p(2)}'
+        self.get_any_owner = f'SELECT {cols} FROM {t} WHERE "id" = {p(1)}'
+        self.insert = f"INSERT INTO {t} ({cols}) VALUES ({values})"
+        self.insert_if_new = f'{self.insert} ON CONFLICT ("id") DO NOTHING RETURNING "id"'
+        self.delete = f'DELETE FROM {t} WHERE "id" = {p(1)} AND "user_id" = {p(2)} RETURNING "id"'
+        self.delete_version = (
+            f'DELETE FROM {t} WHERE "id" = {p(1)} AND "user_id" = {p(2)} '
+            f'AND "version" = {p(3)} RETURNING "id"'
+        )
+        self.delete_all = f'DELETE FROM {t} WHERE "user_id" = {p(1)} RETURNING "id"'
+        # CAST(... AS TEXT) is the one spelling every dialect takes for a UUID as text.
+        self.ids_like = (
+            f'SELECT "id" FROM {t} WHERE "user_id" = {p(1)} AND CAST("id" AS TEXT) LIKE {p(2)} '
+            f'ORDER BY "id" LIMIT {p(3)}'
+        )
+        self.counts = (
+            f'SELECT "status", count(*) AS "n" FROM {t} WHERE "user_id" = {p(1)} GROUP BY "status"'
+        )
+        self._listings: dict[tuple[bool, bool, bool], str] = {}
+        self._updates: dict[tuple[frozenset[str], bool], str] = {}
+
+    def listing(self, *, newest: bool, with_status: bool, after: bool) -> str:
+        """One page in ``(created_at, id)`` order. The row-value comparison and the ORDER
+        BY match the ``(user_id, created_at, id)`` index exactly, so the database walks
+        the index from the cursor on: no sort, no scan of earlier pages."""
+        key = (newest, with_status, after)
+        if key not in self._listings:
+            p = self._dialect.param
+            where = [f'"user_id" = {p(1)}']
+            if with_status:
+                where.append(f'"status" = {p(2)}')
+            if after:
+                first = len(where) + 1
+                op = "<" if newest else ">"
+                where.append(f'("created_at", "id") {op} ({p(first)}, {p(first + 1)})')
+            direction = "DESC" if newest else "ASC"
+            limit = p(2 + (1 if with_status else 0) + (2 if after else 0))
+            self._listings[key] = (
+                f"SELECT {self._select} FROM {self.table} WHERE {' AND '.join(where)} "
+                f'ORDER BY "created_at" {direction}, "id" {direction} LIMIT {limit}'
+            )
+        return self._listings[key]
+
+    def update(self, fields: frozenset[str], *, with_version: bool) -> str:
+        """UPDATE of the given fields, only if one of them really changes; version and
+        updated_at move, completed_at follows the status. Parameters: 1 id, 2 owner,
+        3 now, then the fields in sorted order, then the expected version."""
+        key = (fields, with_version)
+        if key not in self._updates:
+            p, differs = self._dialect.param, self._dialect.differs
+            names = sorted(fields)
+            sets, changed = [], []
+            for offset, name in enumerate(names, start=4):
+                sets.append(f'"{name}" = {p(offset)}')
+                changed.append(differs(f'"{name}"', p(offset)))
+            if "status" in fields:
+                status = p(4 + names.index("status"))
+                sets.append(
+                    f"\"completed_at\" = CASE WHEN {status} = '{TaskStatus.COMPLETED.value}' "
+                    f'THEN COALESCE("completed_at", {p(3)}) ELSE NULL END'
+                )
+            sets += ['"version" = "version" + 1', f'"updated_at" = {p(3)}']
+            # The version column is 32-bit: a task at its last version takes no more
+            # writes (on SQLite too, whose integers would silently grow past it).
+            where = [
+                f'"id" = {p(1)}',
+                f'"user_id" = {p(2)}',
+                f'"version" < {rules.MAX_VERSION}',
+                f"({' OR '.join(changed)})",
+            ]
+            if with_version:
+                where.append(f'"version" = {p(4 + len(names))}')
+            self._updates[key] = (
+                f"UPDATE {self.table} SET {', '.join(sets)} WHERE {' AND '.join(where)} "
+                f"RETURNING {self._select}"
+            )
+        return self._updates[key]
+
+
+class Dialect(abc.ABC):
+    """One database. Each method says what the rest of the package relies on."""
+
+    #: Tortoise's ``capabilities.dialect`` for this database.
+    name: ClassVar[str]
+    #: How messages name it.
+    label: ClassVar[str]
+    #: Appended to the parameter that carries Aerich's JSON ``content``.
+    json_cast: ClassVar[str] = ""
+    #: Options of the temporary table a migration stashes rows in.
+    temporary_table_options: ClassVar[str] = ""
+
+    # -- SQL spelling ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def param(self, number: int) -> str:
+        """The ``number``-th (1-based) query parameter."""
+
+    @abc.abstractmethod
+    def differs(self, left: str, right: str) -> str:
+        """A NULL-safe "``left`` is not ``right``" condition."""
+
+    @cached_property
+    def statements(self) -> Statements:
+        return Statements(self)
+
+    def value(self, value: Any) -> Any:
+        """A Python value as this dialect's driver takes it."""
+        return value
+
+    # -- running the package's statements -------------------------------------------
+
+    @abc.abstractmethod
+    async def fetch(
+        self, db: BaseDBAsyncClient, sql: str, values: list[Any], *, idempotent: bool
+    ) -> Rows:
+        """Rows of ``sql`` on ``db`` (a pool or the caller's transaction). An
+        ``idempotent`` statement may be tried again on another connection when its
+        connection turns out to be dead."""
+
+    @abc.abstractmethod
+    async def bulk_insert(
+        self,
+        db: BaseDBAsyncClient,
+        rows: list[tuple[Any, ...]],
+        ids: set[Any],
+        progress: Progress,
+    ) -> None:
+        """Insert ``rows`` (in ``Statements.columns`` order) in one transaction, after
+        checking that none of the client-chosen ``ids`` is taken (``TaskConflict``)."""
+
+    async def begin_write(self, tx: BaseDBAsyncClient) -> None:  # noqa: B027 - optional hook
+        """Called right after a top-level write transaction began: take whatever lock
+        makes concurrent writers wait instead of fail."""
+
+    # -- errors ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def classify(self, exc: BaseException) -> TaskError | None:
+        """This dialect's driver error ``exc`` as the package's error (by error code,
+        never by message); None when ``exc`` is not this driver's."""
+
+    def is_busy(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means "another connection holds the lock": retry later."""
+        return False
+
+    # -- migrations -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def run_script(self, tx: BaseDBAsyncClient, script: str) -> None:
+        """Run migration SQL inside the caller's transaction, all or nothing, without
+        the application's statement timeout."""
+
+    async def migration_lock(  # noqa: B027 - optional hook
+        self, tx: BaseDBAsyncClient, *, deadline: float, lock_timeout: float
+    ) -> None:
+        """Inside the migration transaction: wait (until ``deadline``) for the lock
+        that serialises migrators, reporting who holds it."""
+
+    @asynccontextmanager
+    async def lock_attempts(self, db: BaseDBAsyncClient) -> AsyncIterator[None]:
+        """Around one attempt to begin a migration transaction (see SQLite's)."""
+        yield
+
+    # -- the live schema ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def read_shape(self, db: BaseDBAsyncClient, table: str) -> TableShape | None:
+        """``table`` as the catalog describes it, None when there is none."""
+
+    @abc.abstractmethod
+    async def aerich_columns(self, db: BaseDBAsyncClient) -> set[str] | None:
+        """Column names of the ``aerich`` table, None when it does not exist."""
