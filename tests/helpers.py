@@ -1,12 +1,21 @@
-"""Helpers shared by the tests: raw SQL that bypasses the model entirely."""
+"""Helpers shared by the tests: the dialect list, and raw SQL that bypasses the package."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
+from todo_app.settings import DatabaseURL
 from todo_app.testing import TodoDatabase
+
+#: Every dialect a parametrised test runs on; ``--no-postgres`` deselects PostgreSQL's.
+DIALECTS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+#: The ``fresh_database_url`` fixture's type.
+FreshURL = Callable[[str], Awaitable[DatabaseURL]]
 
 
 def placeholders(db: TodoDatabase, count: int) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -15,11 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from asgi_lifespan import LifespanManager
 
 from examples import aiohttp_app, fastapi_app
-from todo_app.settings import DatabaseURL
+from tests.helpers import DIALECTS, FreshURL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
-DIALECTS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

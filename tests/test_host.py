@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,12 @@ from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
 import todo_app
+from tests.helpers import DIALECTS, FreshURL
 from tests.host_app.models import Note
 from todo_app import TaskCreate, TaskRepository
 from todo_app.models import Task
 from todo_app.settings import DatabaseURL
 
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
-DIALECTS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 HOST_TABLE = {
     "sqlite": 'CREATE TABLE "host_note" ("id" INTEGER PRIMARY KEY, "text" VARCHAR(100) NOT NULL)',
     "postgres": 'CREATE TABLE "host_note" ("id" SERIAL PRIMARY KEY, "text" VARCHAR(100) NOT NULL)',

@@ -21,17 +21,16 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import DIALECTS, FreshURL
 from todo_app.settings import DatabaseURL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
-DIALECTS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 ORDERS = ["host first", "todo_app first", "generate_schemas first"]
 
 FILES = {

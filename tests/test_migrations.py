@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 import todo_app.migrator
-from tests.helpers import raw_insert, row_count
+from tests.helpers import DIALECTS, FreshURL, raw_insert, row_count
 from todo_app import (
     MigrationError,
     TaskCreate,
@@ -38,9 +38,7 @@ from todo_app.settings import DatabaseURL
 from todo_app.testing import TodoDatabase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
 HEAD = migration_history()[-1].filename
-DIALECTS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 CHECKS = {
     "todo_app_task_user_id_not_blank",
     "todo_app_task_user_id_max_length",

@@ -4,17 +4,17 @@ the package's own clean checkouts skip asyncpg's reset."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from tortoise.context import TortoiseContext
 
 import todo_app
+from tests.helpers import FreshURL
 from todo_app import TaskCreate, TaskRepository
-from todo_app.settings import DatabaseURL, Settings
+from todo_app.settings import Settings
 
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
 pytestmark = pytest.mark.postgres
 
 LEAKS = {

@@ -6,17 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import pytest
 
 import todo_app
+from tests.helpers import FreshURL
 from todo_app.dialects import dialect_named
 from todo_app.settings import DatabaseURL
 
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
 ROWS = 30_000
 OWNERS = 30
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
 import todo_app
+from tests.helpers import FreshURL
 from tests.infra import PostgresCluster, TcpProxy, private_directory
 from todo_app import (
     Settings,
@@ -33,7 +34,6 @@ from todo_app.settings import DatabaseURL
 from todo_app.transactions import write_transaction
 
 pytestmark = pytest.mark.postgres
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
 
 
 def via_port(url: DatabaseURL, port: int) -> str:

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 import todo_app
-from tests.helpers import raw_insert, row_count
+from tests.helpers import DIALECTS, FreshURL, raw_insert, row_count
 from todo_app import (
     ForeignAerichTable,
     MigrationDataError,
@@ -42,8 +42,6 @@ from todo_app.schema_history import SHAPES
 from todo_app.settings import DatabaseURL
 from todo_app.testing import TodoDatabase
 
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
-DIALECTS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 NAMES = [migration.filename for migration in migration_history()]
 
 

@@ -8,14 +8,13 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 
 import pytest
 from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
 import todo_app
-from tests.helpers import row_count
+from tests.helpers import FreshURL, row_count
 from todo_app import (
     DatabaseURL,
     Settings,
@@ -28,7 +27,6 @@ from todo_app import (
 )
 from todo_app.testing import TodoDatabase
 
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
 SECRET = "Sup3r-S3cret_pw"
 INJECTIONS = [
     "'; DROP TABLE todo_app_task; --",

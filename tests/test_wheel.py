@@ -9,15 +9,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from todo_app.settings import DatabaseURL
+from tests.helpers import FreshURL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
 
 SCRIPT = textwrap.dedent(
     """
