@@ -4,7 +4,7 @@ libpq (bundled in psycopg's binary wheel, a test-only dependency) judges each UR
 generated corpus plus hand-picked cases: ``conninfo_to_dict`` is its parser, and a
 connection started with every host swapped for a missing unix socket (no network) runs
 its connection-time checks and derives the effective ``sslmode``. todo_app's verdict is
-what asyncpg would get: ``DatabaseURL.connection()``'s credentials. Per URL, nine
+what asyncpg would get: ``tortoise_connection()``'s credentials. Per URL, nine
 classes are compared: verdict (accepted or refused), reason (the refusal names libpq's
 reason), host list, ports, user, password, database, TLS (when plain text and TLS are
 tried) and verification (none, chain, chain and host name).
@@ -36,6 +36,7 @@ from psycopg import ProgrammingError, pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from todo_app import DatabaseURL, DatabaseURLError
+from todo_app.connection import tortoise_connection
 
 CLASSES = (
     "verdict", "reason", "hosts", "ports", "user", "password", "database", "tls",
@@ -145,7 +146,7 @@ def _transport_order(transports: list[object]) -> str:
 def todo_app(url: str) -> Verdict:
     """What asyncpg gets from todo_app (works on the code before issue 11 too)."""
     try:
-        creds = DatabaseURL(url).connection()["credentials"]
+        creds = tortoise_connection(DatabaseURL(url))["credentials"]
     except DatabaseURLError as exc:
         return Verdict(refused=str(exc))
     except Exception as exc:  # the code before issue 11 let some through untyped
@@ -504,7 +505,7 @@ def leaks(cases: list[Case], logged: Callable[[], str]) -> list[str]:
         try:
             url = DatabaseURL(case.url)
             shown += [repr(url), str(url), f"{url!r}"]
-            shown.append(repr(url.connection()))
+            shown.append(repr(tortoise_connection(url)))
         except Exception as exc:  # the code before issue 11 raised untyped errors too
             shown.append(str(exc))
         shown.append(logged())
@@ -530,7 +531,7 @@ def test_every_libpq_keyword_is_accepted_or_refused_with_a_reason() -> None:
     assert keywords - ACCEPTED_KEYS - set(REFUSED_KEYS) == set()
     for key in REFUSED_KEYS:
         with pytest.raises(DatabaseURLError, match=f"'{key}': .+"):
-            DatabaseURL(f"postgresql://h/db?{key}=1").connection()
+            tortoise_connection(DatabaseURL(f"postgresql://h/db?{key}=1"))
 
 
 def main() -> None:

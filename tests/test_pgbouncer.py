@@ -23,6 +23,7 @@ from todo_app import (
     TaskStoreUnavailable,
     TaskUpdate,
 )
+from todo_app.connection import tortoise_connection
 from todo_app.settings import DatabaseURL, get_settings
 
 pytestmark = pytest.mark.postgres
@@ -34,7 +35,7 @@ def bouncer() -> Iterator[PgBouncer]:
     server = get_settings().test_database_url
     pool = PgBouncer(
         private_directory("todo_app_bouncer_"),
-        server_port=DatabaseURL(server.reveal()).connection()["credentials"]["port"],
+        server_port=tortoise_connection(DatabaseURL(server.reveal()))["credentials"]["port"],
         databases=[DATABASE],
     )
     direct = server.with_database(DATABASE)
@@ -88,7 +89,7 @@ async def test_repository_through_pgbouncer_with_the_package_settings(bouncer: P
     # pgbouncer=true turns the statement cache off and keeps startup parameters
     # PgBouncer would refuse (statement_timeout) out of the handshake.
     url = bouncer.url(DATABASE, query="pgbouncer=true")
-    credentials = DatabaseURL(url).connection(statement_timeout=30)["credentials"]
+    credentials = tortoise_connection(DatabaseURL(url), statement_timeout=30)["credentials"]
     assert credentials["statement_cache_size"] == 0
     assert "statement_timeout" not in credentials.get("server_settings", {})
     async with TortoiseContext():

@@ -14,7 +14,8 @@ from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
 from todo_app import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings, tortoise_config
-from todo_app.config import app_config
+from todo_app.config import app_config, connection_entry
+from todo_app.connection import tortoise_connection
 
 NEON = (
     "postgresql://neondb_owner:npg_S3cr3tPw@ep-cool-darkness-123456.us-east-2.aws.neon.tech"
@@ -24,7 +25,7 @@ NEON_POOLED = NEON.replace("ep-cool-darkness-123456", "ep-cool-darkness-123456-p
 
 
 def credentials(url: str, **kwargs: object) -> dict[str, object]:
-    entry = DatabaseURL(url).connection(**kwargs)  # type: ignore[arg-type]
+    entry = tortoise_connection(DatabaseURL(url), **kwargs)  # type: ignore[arg-type]
     return dict(entry["credentials"])
 
 
@@ -248,7 +249,7 @@ def test_settings_from_environment_and_dotenv(
     monkeypatch.setenv("TODO_APP_SSL_MODE", "require")
     monkeypatch.setenv("TODO_APP_STATEMENT_CACHE_SIZE", "0")
     settings = Settings()
-    creds = settings.connection()["credentials"]
+    creds = connection_entry(settings)["credentials"]
     assert (creds["minsize"], creds["maxsize"]) == (2, 12)
     assert creds["ssl"] == "require"
     assert creds["statement_cache_size"] == 0
@@ -404,7 +405,7 @@ def test_empty_database_url_is_unset_and_db_wins(
     assert (clean_env / "given.sqlite3").exists()
     # The unusable test-only setting broke nothing, and shows only when used.
     with pytest.raises(DatabaseURLError, match="unsupported database scheme"):
-        get_settings().test_database_url.connection()
+        tortoise_connection(get_settings().test_database_url)
 
 
 def test_connection_failures_are_one_line_with_the_reason() -> None:
@@ -495,7 +496,7 @@ def test_misspelled_and_tls_secrets_are_masked() -> None:
         url = DatabaseURL(f"postgresql://u@h/db?{key}=hunter2&sslmode=disable")
         assert "hunter2" not in repr(url), key
         try:
-            shown = repr(url.connection())
+            shown = repr(tortoise_connection(url))
         except DatabaseURLError as exc:  # every one but sslpassword is refused
             shown = str(exc)
         assert "hunter2" not in shown, key

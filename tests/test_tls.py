@@ -17,6 +17,7 @@ from tortoise.context import TortoiseContext
 import todo_app
 from tests.infra import PostgresCluster, free_port, make_certificates, private_directory
 from todo_app import TaskCreate, TaskRepository, TaskStoreUnavailable
+from todo_app.connection import tortoise_connection
 
 pytestmark = pytest.mark.postgres
 
@@ -54,7 +55,7 @@ async def _todo_app(url: str) -> str:
     from tortoise.backends.asyncpg.client import AsyncpgDBClient
 
     try:
-        entry = todo_app.DatabaseURL(url).connection(pool_min_size=1, pool_max_size=1)
+        entry = tortoise_connection(todo_app.DatabaseURL(url), pool_min_size=1, pool_max_size=1)
     except todo_app.DatabaseURLError:
         return "FAIL"
     client = AsyncpgDBClient(connection_name="tls_matrix", **entry["credentials"])

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from todo_app.connection import tortoise_connection
 from todo_app.settings import DatabaseURL, Settings, get_settings
 
-__all__ = ["APP_LABEL", "MODELS_MODULE", "app_config", "tortoise_config"]
+__all__ = ["APP_LABEL", "MODELS_MODULE", "app_config", "connection_entry", "tortoise_config"]
 
 APP_LABEL: Final = "todo_app"
 MODELS_MODULE: Final = "todo_app.models"
@@ -28,6 +29,24 @@ def app_config(connection_name: str = "default", *, with_aerich: bool = False) -
     return {"models": models, "default_connection": connection_name}
 
 
+def connection_entry(settings: Settings, url: DatabaseURL | str | None = None) -> dict[str, Any]:
+    """The Tortoise connection entry for ``url`` (default: ``DATABASE_URL``), with the
+    package's defaults from ``settings`` (pool, TLS mode, statement cache, timeouts)."""
+    if url is None:
+        url = settings.database_url
+    elif isinstance(url, str):
+        url = DatabaseURL(url)
+    return tortoise_connection(
+        url,
+        pool_min_size=settings.pool_min_size,
+        pool_max_size=settings.pool_max_size,
+        ssl_mode=settings.ssl_mode,
+        statement_cache_size=settings.statement_cache_size,
+        connect_timeout=settings.connect_timeout,
+        statement_timeout=settings.statement_timeout,
+    )
+
+
 def tortoise_config(
     db_url: DatabaseURL | str | None = None,
     *,
@@ -41,7 +60,7 @@ def tortoise_config(
     """
     settings = settings or get_settings()
     return {
-        "connections": {connection_name: settings.connection(db_url)},
+        "connections": {connection_name: connection_entry(settings, db_url)},
         # No "aerich.models": todo_app's own runner does not need it, and the aerich
         # CLI adds it by itself to a config of one app.
         "apps": {APP_LABEL: app_config(connection_name)},

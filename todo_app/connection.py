@@ -20,15 +20,17 @@ import ssl
 from pathlib import Path
 from typing import Any, Final
 
-from todo_app.dsn import REFUSED_KEYS, DatabaseURLError, SSLMode
+from todo_app.dsn import REFUSED_KEYS, DatabaseURL, DatabaseURLError, SSLMode
 from todo_app.pool import LibpqConnect, reset_session
 
 __all__ = [
+    "check_url",
     "connect_once",
     "connection_failure",
     "is_connection_failure",
     "postgres_credentials",
     "sqlite_credentials",
+    "tortoise_connection",
 ]
 
 #: asyncpg's own default; PgBouncer in transaction mode needs 0.
@@ -50,6 +52,49 @@ _TLS_VERSIONS: Final = {
 _INTEGER: Final = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)[ \t\n\v\f\r]*")
 _FILE_KEYS: Final = ("sslcert", "sslkey", "sslcrl", "ssl_min_protocol_version",
                      "ssl_max_protocol_version")  # fmt: skip
+
+
+def tortoise_connection(
+    url: DatabaseURL,
+    *,
+    pool_min_size: int = 1,
+    pool_max_size: int = 10,
+    ssl_mode: SSLMode | None = None,
+    statement_cache_size: int | None = None,
+    connect_timeout: float | None = None,
+    statement_timeout: float | None = None,
+) -> dict[str, Any]:
+    """A Tortoise connection entry (``{"engine", "credentials"}``) for ``url``.
+
+    Explicit arguments (from :class:`~todo_app.settings.Settings`) win over the URL's
+    own parameters, except ``connect_timeout``, where the URL wins. Refusals are
+    :class:`DatabaseURLError` naming the (masked) URL and libpq's reason.
+    """
+    params = url.params()
+    if url.dialect == "sqlite":
+        path = url.sqlite_path
+        with url.named():
+            return {
+                "engine": "tortoise.backends.sqlite",
+                "credentials": sqlite_credentials(path, params),
+            }
+    with url.named():
+        credentials = postgres_credentials(
+            params,
+            pool_min_size=pool_min_size,
+            pool_max_size=pool_max_size,
+            ssl_mode=ssl_mode,
+            statement_cache_size=statement_cache_size,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+        )
+    return {"engine": "tortoise.backends.asyncpg", "credentials": credentials}
+
+
+def check_url(url: DatabaseURL) -> DatabaseURL:
+    """``url`` if a connection entry can be built from it, else DatabaseURLError."""
+    tortoise_connection(url)
+    return url
 
 
 def sqlite_credentials(path: str, params: dict[str, str]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class DatabaseURL:
     """A database URL whose secrets never reach a repr, a log line or an error.
 
     Construction from a string never fails: a URL that cannot be used says why when used
-    (``dialect``, ``params()``, ``connection()``), so that a bad setting nobody reads
+    (``dialect``, ``params()``, ``check()``), so that a bad setting nobody reads
     (a test server URL, say) cannot break a program that does not need it.
     """
 
@@ -163,7 +163,7 @@ class DatabaseURL:
         if self._params is None:
             rest = self._raw.partition("://")[2]
             dialect = self.dialect
-            with self._named():
+            with self.named():
                 if dialect == "sqlite":
                     query = rest.partition("?")[2]
                     self._params = _parse_query(query) if query else {}
@@ -172,7 +172,7 @@ class DatabaseURL:
         return dict(self._params)
 
     @contextlib.contextmanager
-    def _named(self) -> Iterator[None]:
+    def named(self) -> Iterator[None]:
         """Every refusal names the (masked) URL it is about."""
         try:
             yield
@@ -180,8 +180,12 @@ class DatabaseURL:
             raise DatabaseURLError(f"database URL {self.masked}: {exc}") from None
 
     def check(self) -> DatabaseURL:
-        """Parse now, raising :class:`DatabaseURLError` if the URL cannot be used."""
-        self.connection()
+        """Parse now, raising :class:`DatabaseURLError` if the URL does not follow
+        libpq's grammar (the rules of its parameters are checked when the connection
+        entry is built: ``todo_app.connection.tortoise_connection``)."""
+        if self.dialect == "sqlite":
+            self.sqlite_path  # noqa: B018 - raises when it names no file
+        self.params()
         return self
 
     @property
@@ -197,7 +201,7 @@ class DatabaseURL:
     @property
     def database(self) -> str | None:
         if self.dialect == "sqlite":
-            return self._sqlite_path()
+            return self.sqlite_path
         return self.params().get("dbname") or None
 
     def with_database(self, database: str) -> DatabaseURL:
@@ -215,52 +219,13 @@ class DatabaseURL:
         tail = rest[query:] if query >= 0 else ""
         return DatabaseURL(f"{head}://{hosts}/{_quote(database)}{tail}")
 
-    def _sqlite_path(self) -> str:
+    @property
+    def sqlite_path(self) -> str:
         # sqlite://relative.db, sqlite:///absolute.db and sqlite://:memory: all occur.
         path = _decode(self._raw.partition("://")[2].partition("?")[0], "the SQLite path")
         if not path:
             raise DatabaseURLError(f"the SQLite URL {self.masked} names no file")
         return path
-
-    # -- what the driver gets ---------------------------------------------------------
-
-    def connection(
-        self,
-        *,
-        pool_min_size: int = 1,
-        pool_max_size: int = 10,
-        ssl_mode: SSLMode | None = None,
-        statement_cache_size: int | None = None,
-        connect_timeout: float | None = None,
-        statement_timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """A Tortoise connection entry (``{"engine", "credentials"}``) for this URL.
-
-        Explicit arguments (from :class:`~todo_app.settings.Settings`) win over the
-        URL's own parameters, except ``connect_timeout``, where the URL wins.
-        See :func:`todo_app.connection.credentials` for the translation.
-        """
-        from todo_app.connection import postgres_credentials, sqlite_credentials
-
-        params = self.params()
-        if self.dialect == "sqlite":
-            path = self._sqlite_path()
-            with self._named():
-                return {
-                    "engine": "tortoise.backends.sqlite",
-                    "credentials": sqlite_credentials(path, params),
-                }
-        with self._named():
-            credentials = postgres_credentials(
-                params,
-                pool_min_size=pool_min_size,
-                pool_max_size=pool_max_size,
-                ssl_mode=ssl_mode,
-                statement_cache_size=statement_cache_size,
-                connect_timeout=connect_timeout,
-                statement_timeout=statement_timeout,
-            )
-        return {"engine": "tortoise.backends.asyncpg", "credentials": credentials}
 
     # -- pydantic --------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from todo_app.connection import check_url
 from todo_app.dsn import DatabaseURL, DatabaseURLError, SSLMode
 from todo_app.errors import TodoAppError
 
@@ -143,7 +144,7 @@ class Settings(BaseSettings):
     def _usable_url(cls, url: DatabaseURL) -> DatabaseURL:
         # TEST_DATABASE_URL is not checked here: a test-only setting must never break
         # a program that does not run tests; the tests see its error when they use it.
-        return url.check()
+        return check_url(url)
 
     @field_validator("statement_timeout")
     @classmethod
@@ -155,21 +156,6 @@ class Settings(BaseSettings):
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("TODO_APP_POOL_MIN_SIZE must not exceed TODO_APP_POOL_MAX_SIZE")
         return self
-
-    def connection(self, url: DatabaseURL | str | None = None) -> dict[str, Any]:
-        """The Tortoise connection entry for ``url`` (default ``DATABASE_URL``)."""
-        if url is None:
-            url = self.database_url
-        elif isinstance(url, str):
-            url = DatabaseURL(url)
-        return url.connection(
-            pool_min_size=self.pool_min_size,
-            pool_max_size=self.pool_max_size,
-            ssl_mode=self.ssl_mode,
-            statement_cache_size=self.statement_cache_size,
-            connect_timeout=self.connect_timeout,
-            statement_timeout=self.statement_timeout,
-        )
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -47,7 +47,7 @@ from tortoise.context import TortoiseContext
 from tortoise.models import Model
 
 from todo_app.config import APP_LABEL, tortoise_config
-from todo_app.connection import connect_once
+from todo_app.connection import connect_once, tortoise_connection
 from todo_app.migrator import upgrade
 from todo_app.models import Task
 from todo_app.settings import DatabaseURL, get_settings
@@ -162,7 +162,8 @@ class PostgresServer:
 
     async def _admin(self) -> asyncpg.Connection:
         try:
-            credentials = self.url.connection(pool_min_size=1, pool_max_size=1)["credentials"]
+            entry = tortoise_connection(self.url, pool_min_size=1, pool_max_size=1)
+            credentials = entry["credentials"]
             connection: asyncpg.Connection = await connect_once(credentials)
         except (OSError, asyncpg.PostgresError) as exc:
             pytest.fail(

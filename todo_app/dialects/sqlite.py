@@ -98,32 +98,29 @@ class SQLiteDialect(Dialect):
 
     async def bulk_insert(
         self,
-        db: BaseDBAsyncClient,
+        tx: BaseDBAsyncClient,
         rows: list[tuple[Any, ...]],
         ids: set[Any],
         progress: Progress,
     ) -> None:
-        """One write transaction of batched INSERTs."""
-        from todo_app.transactions import write_transaction
-
+        """Batched INSERTs in the repository's write transaction."""
         table = self.statements.table
-        async with write_transaction(db.connection_name) as tx:
-            wanted = [self.value(task_id) for task_id in ids]
-            for start in range(0, len(wanted), _BATCH):
-                chunk = wanted[start : start + _BATCH]
-                marks = ", ".join(self.param(n) for n in range(1, len(chunk) + 1))
-                _, taken = await tx.execute_query(
-                    f'SELECT 1 FROM {table} WHERE "id" IN ({marks}) LIMIT 1', chunk
-                )
-                if taken:
-                    raise TaskConflict("an item's id is already in use")
-            for start in range(0, len(rows), _BATCH):
-                batch = rows[start : start + _BATCH]
-                await tx.execute_many(
-                    self.statements.insert, [[self.value(v) for v in row] for row in batch]
-                )
-                if progress is not None:
-                    progress(start + len(batch))
+        wanted = [self.value(task_id) for task_id in ids]
+        for start in range(0, len(wanted), _BATCH):
+            chunk = wanted[start : start + _BATCH]
+            marks = ", ".join(self.param(n) for n in range(1, len(chunk) + 1))
+            _, taken = await tx.execute_query(
+                f'SELECT 1 FROM {table} WHERE "id" IN ({marks}) LIMIT 1', chunk
+            )
+            if taken:
+                raise TaskConflict("an item's id is already in use")
+        for start in range(0, len(rows), _BATCH):
+            batch = rows[start : start + _BATCH]
+            await tx.execute_many(
+                self.statements.insert, [[self.value(v) for v in row] for row in batch]
+            )
+            if progress is not None:
+                progress(start + len(batch))
 
     async def begin_write(self, tx: BaseDBAsyncClient) -> None:
         # Swap the deferred BEGIN Tortoise just issued for an immediate one. The
