@@ -15,7 +15,7 @@ import functools
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import pydantic
 from tortoise.backends.base.client import PoolConnectionWrapper
@@ -28,7 +28,7 @@ from tortoise.exceptions import (
     ValidationError,
 )
 
-from todo_app import rules, sql
+from todo_app import replicas, rules, sql
 from todo_app.connection import connection_failure
 from todo_app.errors import (
     TaskConflict,
@@ -92,20 +92,64 @@ def _guarded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return guarded
 
 
+# -- replicas seam (issue 13): reads may run on a replica, writes leave a token --------
+
+
+def _writes(
+    method: Callable[Concatenate[TaskRepository, P], Awaitable[R]],
+) -> Callable[Concatenate[TaskRepository, P], Awaitable[R]]:
+    """A write method: once it succeeded, the repository's consistency token covers
+    it (``todo_app.replicas.after_write``; a no-op without read replicas)."""
+
+    @functools.wraps(method)
+    async def writing(self: TaskRepository, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        result = await method(self, *args, **kwargs)
+        self._token = await replicas.after_write(Task._meta.db, self._token)
+        return result
+
+    return writing
+
+
+def _reader(token: int | None) -> Any:
+    """Where a read runs: a read replica that ``token`` allows, else the primary
+    (``_runner()``); the primary inside a transaction and without read replicas."""
+    db = Task._meta.db
+    return replicas.reader(db, token, Runner) or Runner(db)
+
+
+# -- end of the replicas seam ----------------------------------------------------------
+
+
 class TaskRepository:
-    """Tasks of one owner. Cheap to create: make one per request."""
+    """Tasks of one owner. Cheap to create: make one per request.
 
-    __slots__ = ("_owner",)
+    ``consistency``: the ``consistency_token`` of an earlier repository (a previous
+    request of the same client): reads then see every write it covers, even on a
+    read replica (see the README's "Scaling out").
+    """
 
-    def __init__(self, owner_id: str) -> None:
+    __slots__ = ("_owner", "_token")
+
+    def __init__(self, owner_id: str, consistency: str | None = None) -> None:
         try:
             self._owner = rules.clean_user_id(owner_id)
         except ValueError as exc:
             raise TaskValidationError("owner_id", str(exc)) from None
+        try:
+            self._token = replicas.parse_token(consistency)
+        except ValueError as exc:
+            raise TaskValidationError("consistency", str(exc)) from None
 
     @property
     def owner_id(self) -> str:
         return self._owner
+
+    @property
+    def consistency_token(self) -> str | None:
+        """A token covering this repository's writes (and the token it was given):
+        hand it to the next request's repository. Opaque, header- and cookie-safe.
+        None without read replicas, where every read sees every committed write."""
+        return replicas.format_token(self._token)
 
     def __repr__(self) -> str:
         return f"TaskRepository(owner_id={self._owner!r})"
@@ -116,7 +160,7 @@ class TaskRepository:
     async def get(self, task_id: uuid.UUID | str) -> TaskRead:
         """The task, or ``TaskNotFound`` (also for another owner's task)."""
         uid = _task_uuid(task_id)
-        runner = _runner()
+        runner = _reader(self._token)
         row = (
             None
             if uid is None
@@ -158,7 +202,7 @@ class TaskRepository:
         query = sql.listing(
             newest=order == "newest", with_status=wanted is not None, after=cursor is not None
         )
-        rows = await _runner().fetch(query, *args, idempotent=True)
+        rows = await _reader(self._token).fetch(query, *args, idempotent=True)
         items = [_read(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
@@ -173,7 +217,7 @@ class TaskRepository:
         (zeros included), and a status written by a newer version is counted under
         its stored string."""
         result: dict[TaskStatus | str, int] = dict.fromkeys(TaskStatus, 0)
-        for row in await _runner().fetch(sql.COUNTS, self._owner, idempotent=True):
+        for row in await _reader(self._token).fetch(sql.COUNTS, self._owner, idempotent=True):
             status = str(row["status"])
             result[TaskStatus(status) if status in _KNOWN_STATUSES else status] = int(row["n"])
         return result
@@ -193,6 +237,7 @@ class TaskRepository:
     # -- writing --------------------------------------------------------------------
 
     @_guarded
+    @_writes
     async def create(self, data: TaskCreate) -> TaskRead:
         """Store a new task. With a client-chosen ``id``, repeating the same create
         returns the stored task; the same id with other content (or another
@@ -211,6 +256,7 @@ class TaskRepository:
         return self._same_create(_read(existing), data)
 
     @_guarded
+    @_writes
     async def bulk_create(
         self,
         items: Iterable[TaskCreate],
@@ -249,6 +295,7 @@ class TaskRepository:
         return len(rows)
 
     @_guarded
+    @_writes
     async def update(
         self,
         task_id: uuid.UUID | str,
@@ -263,6 +310,7 @@ class TaskRepository:
         return await self._write(task_id, expected_version, changes)
 
     @_guarded
+    @_writes
     async def complete(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> TaskRead:
@@ -270,6 +318,7 @@ class TaskRepository:
         return await self._write(task_id, expected_version, {"status": TaskStatus.COMPLETED})
 
     @_guarded
+    @_writes
     async def reopen(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> TaskRead:
@@ -277,6 +326,7 @@ class TaskRepository:
         return await self._write(task_id, expected_version, {"status": TaskStatus.PENDING})
 
     @_guarded
+    @_writes
     async def delete(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> None:
@@ -297,6 +347,7 @@ class TaskRepository:
         raise TaskNotFound(task_id)
 
     @_guarded
+    @_writes
     async def delete_all(self) -> int:
         """Delete every task of this owner (an account's removal, say); the count."""
         return len(await _runner().fetch(sql.DELETE_ALL, self._owner))
