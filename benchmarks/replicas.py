@@ -88,7 +88,7 @@ class Replay:
         await self.standby.close()
 
     async def caught_up(self, position: int | None = None) -> None:
-        target = position or await self.primary.fetchval("SELECT pg_current_wal_insert_lsn()")
+        target = position or await self.primary.fetchval("SELECT pg_current_wal_flush_lsn()")
         while await self.standby.fetchval("SELECT pg_last_wal_replay_lsn()") < target:  # noqa: ASYNC110
             await asyncio.sleep(0.0005)
 

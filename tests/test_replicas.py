@@ -58,7 +58,7 @@ async def _query(port: int, sql: str, database: str = "postgres") -> Any:
 
 async def caught_up(pair: ReplicationPair) -> None:
     """Until the standby has replayed everything the primary has written so far."""
-    target = await _query(pair.primary.port, "SELECT pg_current_wal_insert_lsn()")
+    target = await _query(pair.primary.port, "SELECT pg_current_wal_flush_lsn()")
     for _ in range(3000):
         if await _query(pair.standby.port, "SELECT pg_last_wal_replay_lsn()") >= target:
             return

@@ -8,19 +8,26 @@ replica; writes, reads inside a transaction and everything else stay on the prim
 Without read connections nothing here runs but one dict lookup per call.
 
 **Which replica may serve a read.** Every ``check_interval`` seconds (lazily, in the
-background of the reads that come due) two things are measured: the primary's WAL
-insert position, as *samples* ``(t, L)`` ("every commit acknowledged before ``t``
-lies at or before ``L``"; each write's own commit position is such a sample too),
-and each replica's replayed position ``R`` (``pg_last_wal_replay_lsn()``; on a server
-that is not in recovery, its insert position). A replica then provably holds every
+background of the reads that come due) two things are measured: the primary's
+*committed* WAL position, as *samples* ``(t, L)`` ("every commit acknowledged before
+``t`` lies at or before ``L``"; each write's token is such a sample too), and each
+replica's replayed position ``R`` (``pg_last_wal_replay_lsn()``; on a server that is
+not in recovery, its insert position). A replica then provably holds every
 commit acknowledged before ``fresh_as_of``, the newest sample time whose ``L <= R``.
 It serves reads while ``now - fresh_as_of <= max_lag``, it answered its last check,
 and its schema passed the start-up guard's verdict (``schema_verdict``). The bound
 is measured with this process's monotonic clock: no clock of any server is trusted.
 
-**Tokens.** A write leaves a consistency token, the primary's WAL insert position
-read after the commit (``pg_current_wal_insert_lsn()``, one cheap round trip, made
-only when replicas are configured); it lies at or after the write's commit record.
+**The committed position.** A commit is acknowledged once its WAL record is flushed,
+so the primary's flush position (``pg_current_wal_flush_lsn()``) read after it lies
+at or after that record, and never ahead of what a standby can be sent (the insert
+position may be: WAL inserted but not yet flushed, which on a quiet server can wait
+seconds for the WAL writer). Under ``synchronous_commit = off`` a commit is
+acknowledged before its flush: there the insert position is used.
+
+**Tokens.** A write leaves a consistency token, the primary's committed position
+read after the commit (one cheap round trip, made only when replicas are
+configured); it lies at or after the write's commit record.
 A read given a token is served by a usable replica known to have replayed that far,
 else by one that gets there within ``consistency_wait`` seconds (asked on the very
 connection that then runs the read, *before* the read takes its snapshot), else by
@@ -48,6 +55,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from tortoise.backends.base.client import TransactionalDBClient
+
+from todo_app.pool import mark_clean
+
 __all__ = [
     "PRIMARY_TOKEN",
     "ReplicaPolicy",
@@ -72,7 +83,11 @@ _POSITION: Final = (
     "SELECT pg_is_in_recovery() AS standby, CASE WHEN pg_is_in_recovery() "
     "THEN COALESCE(pg_last_wal_replay_lsn(), '0/0') ELSE pg_current_wal_insert_lsn() END AS lsn"
 )
-_INSERT_POSITION: Final = "SELECT pg_current_wal_insert_lsn()"
+#: Every commit acknowledged before this statement lies at or before its answer.
+_COMMITTED_POSITION: Final = (
+    "SELECT CASE WHEN current_setting('synchronous_commit') = 'off' "
+    "THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END"
+)
 #: A write's commit position is kept as a freshness sample at most this often.
 _SAMPLE_SPACING: Final = 0.05
 #: Longest pause between two looks at a replica a token read is waiting for.
@@ -335,7 +350,7 @@ class ReplicaSet:
         at = time.monotonic()
         try:
             async with _acquire(primary) as connection:
-                lsn = await connection.fetchval(_INSERT_POSITION)
+                lsn = await connection.fetchval(_COMMITTED_POSITION)
         except Exception as exc:  # the primary being down is the writers' news, not ours
             logger.debug("cannot read the primary's WAL position: %s", _reason(exc))
             return
@@ -454,8 +469,6 @@ def _replica_set(db: Any) -> ReplicaSet | None:
     policy = _policies.get(db.connection_name)
     if policy is None or db.capabilities.dialect != "postgres":
         return None
-    from tortoise.backends.base.client import TransactionalDBClient
-
     if isinstance(db, TransactionalDBClient):
         return None
     replica_set = _sets.get(db)
@@ -512,15 +525,13 @@ def reader(db: Any, token: int | None, fallback: Callable[[Any], Reader]) -> Rea
 
 
 async def after_write(db: Any, token: int | None) -> int | None:
-    """The token after a write on ``db`` that succeeded: the primary's WAL insert
-    position now, which lies at or after the write's commit. Unchanged when ``db``
+    """The token after a write on ``db`` that succeeded: the primary's committed WAL
+    position now, which lies at or after the write's commit record. Unchanged when ``db``
     has no replicas; ``PRIMARY`` inside the caller's transaction (the commit is still
     to come) or when the position cannot be read (the write itself succeeded)."""
     policy = _policies.get(db.connection_name) if _policies else None
     if policy is None or db.capabilities.dialect != "postgres":
         return token
-    from tortoise.backends.base.client import TransactionalDBClient
-
     if isinstance(db, TransactionalDBClient):
         return PRIMARY
     replicas = _replica_set(db)
@@ -529,7 +540,7 @@ async def after_write(db: Any, token: int | None) -> int | None:
     at = time.monotonic()
     try:
         async with _acquire(db) as connection:
-            position = int(await connection.fetchval(_INSERT_POSITION))
+            position = int(await connection.fetchval(_COMMITTED_POSITION))
     except Exception as exc:
         logger.info("no consistency token after a write (%s): reads go to the primary", exc)
         return PRIMARY
@@ -559,8 +570,6 @@ async def replica_status(connection: str | None = None) -> list[ReplicaStatus]:
 async def _acquire(client: Any) -> AsyncIterator[Any]:
     """A pooled asyncpg connection of ``client`` for todo_app's own statements only
     (so the pool may skip its reset: see ``todo_app.pool``)."""
-    from todo_app.pool import mark_clean
-
     pool = client._pool
     if pool is None:  # not opened yet: Tortoise opens it, once, under its lock
         async with client.acquire_connection() as connection:
