@@ -105,6 +105,12 @@ async def connected(url: str, read_urls: list[str], pool: int = 10) -> AsyncIter
         yield
 
 
+async def served_by(replica: str) -> int:
+    """Reads the standby has served in this context (0 when it is not a read URL)."""
+    statuses = await todo_app.replica_status()
+    return sum(status.reads for status in statuses if status.standby)
+
+
 async def throughput(owners: list[str], coroutines: int, seconds: float) -> float:
     stop = time.monotonic() + seconds
     done = 0
@@ -214,48 +220,60 @@ async def run(args: argparse.Namespace) -> Path:
         async with Replay(pair) as replay:
             await replay.caught_up()
 
-        rates: dict[str, float] = {}
         setups = [
             ("primary only, pool 10", [], 10),
             ("primary only, pool 20", [], 20),
             ("replica only, pool 10", [replica], 10),
             ("primary + replica, pool 10 each", [replica, url], 10),
         ]
-        for round_ in range(2):  # two rounds, the mean: drift hits all alike
-            for label, read_urls, pool in setups if round_ == 0 else reversed(setups):
+        rates: dict[str, list[float]] = {}
+        replica_share: dict[str, list[float]] = {}
+        for round_ in range(args.rounds):  # the order alternates: drift hits all alike
+            for label, read_urls, pool in setups if round_ % 2 == 0 else reversed(setups):
                 async with connected(url, read_urls, pool):
                     await throughput(owners, args.coroutines, min(1.0, args.seconds))  # warm
+                    before = await served_by(replica)
                     rate = await throughput(owners, args.coroutines, args.seconds)
-                rates[label] = rates.get(label, 0.0) + rate / 2
+                    pages = rate * args.seconds
+                    share = (await served_by(replica) - before) / pages if pages else 0.0
+                rates.setdefault(label, []).append(rate)
+                replica_share.setdefault(label, []).append(share)
                 print(f"{label}: {rate:,.0f} pages/s", file=sys.stderr)
         reads = await latencies(pair, url, replica, args.calls)
         reads |= await routing_overhead(url, owners[0], args.calls)
         writes = await write_latency(url, replica, args.calls)
     finally:
         await asyncio.to_thread(pair.stop)
-    return report(args, rates, reads, writes)
+    return report(args, rates, replica_share, reads, writes)
 
 
 def report(
     args: argparse.Namespace,
-    rates: dict[str, float],
+    rates: dict[str, list[float]],
+    shares: dict[str, list[float]],
     reads: dict[str, str],
     writes: dict[str, str],
 ) -> Path:
-    base = rates["primary only, pool 10"]
+    base = statistics.mean(rates["primary only, pool 10"])
     lines = [
         f"## Read replicas ({dt.date.today()}, {socket.gethostname()})",
         "",
         f"PostgreSQL primary + streaming standby on this machine, {args.tasks:,} tasks of "
         f"{args.owners} owners. Command: `uv run python -m benchmarks.replicas "
-        f"--seconds {args.seconds:g} --coroutines {args.coroutines} --calls {args.calls}`",
+        f"--seconds {args.seconds:g} --rounds {args.rounds} --coroutines {args.coroutines} "
+        f"--calls {args.calls}`",
         "",
         f"### List-page throughput ({args.coroutines} coroutines, first page of 50, "
-        f"{args.seconds:g}s x 2 rounds)",
+        f"{args.seconds:g}s, {args.rounds} rounds in alternating order)",
         "",
-        "| reads on | pages/s | vs primary only (pool 10) |",
-        "|---|---|---|",
-        *(f"| {label} | {rate:,.0f} | {rate / base:.2f}x |" for label, rate in rates.items()),
+        "| reads on | pages/s, mean (rounds' min-max) | vs primary only (pool 10) "
+        "| pages the standby served |",
+        "|---|---|---|---|",
+        *(
+            f"| {label} | {statistics.mean(rate):,.0f} ({min(rate):,.0f}-{max(rate):,.0f}) "
+            f"| {statistics.mean(rate) / base:.2f}x | {statistics.mean(shares[label]):.0%} |"
+            for label, rate in rates.items()
+        ),
         "",
         f"### One `get`, µs (median / p95, {args.calls} interleaved rounds)",
         "",
@@ -282,6 +300,7 @@ async def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--coroutines", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--owners", type=int, default=1000)

@@ -266,7 +266,7 @@ class _Replica:
             reads=self.reads,
             reason=self.reason
             if state != "lagging"
-            else f"holds no commit provably newer than {max_lag:g}s ago",
+            else f"not shown to be within {max_lag:g}s of the primary",
         )
 
 
