@@ -246,3 +246,48 @@ def test_samples_are_spaced_and_pruned() -> None:
     assert replica.fresh_as_of >= 0.35
     rs.add_sample(10.0, 1000)
     assert list(rs._samples) == [(10.0, 1000)]  # older than lag + 2 intervals: gone
+
+
+class _Primary:
+    """A stand-in primary client (weak-referenceable, as Tortoise's are)."""
+
+    def __init__(self, name: str) -> None:
+        self.connection_name = name
+        self.capabilities = SimpleNamespace(dialect="postgres")
+
+
+async def test_read_connections_missing_or_not_postgresql_are_not_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tortoise import Tortoise
+    from tortoise.context import TortoiseContext
+
+    config = {
+        "connections": {"main": "sqlite://:memory:", "lite_ro": "sqlite://:memory:"},
+        "apps": {"todo_app": {"models": ["todo_app.models"], "default_connection": "main"}},
+    }
+    async with TortoiseContext():
+        await Tortoise.init(config=config)
+        replicas.register("main", ["lite_ro", "nowhere"])
+        assert replicas.reader(_Primary("main"), None, lambda db: db) is None
+    assert "read connection 'lite_ro' is not PostgreSQL" in caplog.text
+    assert "read connection 'nowhere' of 'main' is not in the Tortoise config" in caplog.text
+
+
+def test_what_a_failed_replica_read_says_about_the_replica() -> None:
+    import asyncpg
+
+    rs = ReplicaSet.__new__(ReplicaSet)
+    replica = _Replica("ro", client=None)
+    for error, state in (
+        (asyncpg.SerializationError("canceling statement due to conflict with recovery"), "ok"),
+        (asyncpg.QueryCanceledError("canceling statement due to statement timeout"), "ok"),
+        (asyncpg.UndefinedColumnError('column "version" does not exist'), "schema-behind"),
+        (ConnectionResetError("reset by peer"), "down"),
+        (TimeoutError(), "down"),
+    ):
+        replica.state, replica.schema_ok = "ok", True
+        rs._failed(replica, error)
+        assert replica.state == state, error
+        assert replica.schema_ok == (state == "ok")
+    assert replica.reason == "no answer in time"

@@ -587,8 +587,8 @@ async def _acquire(client: Any) -> AsyncIterator[Any]:
 def _reason(exc: BaseException) -> str:
     from todo_app.connection import connection_failure, is_connection_failure
 
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):  # an OSError: first
+        return "no answer in time"
     if is_connection_failure(exc) or isinstance(exc, OSError):
         return connection_failure(exc)
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return "no answer in time"
     return (str(exc).splitlines() or [type(exc).__name__])[0][:300] or type(exc).__name__
