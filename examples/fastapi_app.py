@@ -4,6 +4,13 @@
 
 The owner comes from an ``X-User`` header here; a real app takes it from its auth.
 The task ``version`` travels as the ETag; ``If-Match`` makes writes conditional.
+
+With read replicas (``TODO_APP_READ_URLS``), reads run on a replica and every write
+answers with a consistency token, as the ``X-Consistency-Token`` header and the
+``todo_consistency`` cookie. A browser sends the cookie back by itself; an API
+client sends the header. The next request's reads then see that client's writes,
+on a replica that has replayed them or else on the primary. Without replicas no
+token is sent: every read is on the primary and current.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi import Cookie, Depends, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from tortoise.contrib.fastapi import RegisterTortoise
 
@@ -30,9 +37,30 @@ from todo_app import (
     TaskValidationError,
 )
 
+CONSISTENCY_HEADER = "X-Consistency-Token"
+CONSISTENCY_COOKIE = "todo_consistency"
+#: A token matters only until every replica allowed to serve reads has replayed it,
+#: that is for about TODO_APP_REPLICA_MAX_LAG seconds (5): a minute is ample.
+CONSISTENCY_MAX_AGE = 60
 
-def repository(x_user: Annotated[str, Header()]) -> TaskRepository:
-    return TaskRepository(x_user)
+
+def repository(
+    x_user: Annotated[str, Header()],
+    x_consistency_token: Annotated[str | None, Header()] = None,
+    todo_consistency: Annotated[str | None, Cookie()] = None,
+) -> TaskRepository:
+    # A malformed token is TaskValidationError (422), like any other bad input.
+    return TaskRepository(x_user, consistency=x_consistency_token or todo_consistency)
+
+
+def stamp(repo: TaskRepository, response: Response) -> None:
+    """After a write: hand the client the token that makes its next reads see it."""
+    token = repo.consistency_token
+    if token is not None:
+        response.headers[CONSISTENCY_HEADER] = token
+        response.set_cookie(
+            CONSISTENCY_COOKIE, token, max_age=CONSISTENCY_MAX_AGE, httponly=True, samesite="lax"
+        )
 
 
 # Module level: FastAPI resolves (string) annotations in the module's namespace.
@@ -40,15 +68,24 @@ Repo = Annotated[TaskRepository, Depends(repository)]
 
 
 def create_app(
-    db_url: str | None = None, *, connection_name: str = "default", migrate: bool = True
+    db_url: str | None = None,
+    *,
+    connection_name: str = "default",
+    migrate: bool = True,
+    read_urls: list[str] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        config = todo_app.tortoise_config(db_url, connection_name=connection_name)
+        config = todo_app.tortoise_config(
+            db_url, connection_name=connection_name, read_urls=read_urls
+        )
         async with RegisterTortoise(app, config=config):
             if migrate:
-                await todo_app.migrate()
+                await todo_app.migrate()  # on the primary, always
             await todo_app.ensure_schema_current()  # fail at start-up, not per request
+            # Look at the replicas once now (logged when one is down or behind the
+            # schema), so that the first requests can already read there.
+            await todo_app.replica_status()
             yield
 
     app = FastAPI(title="todo_app example", lifespan=lifespan)
@@ -56,8 +93,9 @@ def create_app(
     def version(if_match: str | None) -> int | None:
         return int(if_match.strip('"')) if if_match and if_match.strip('"').isdigit() else None
 
-    def tagged(task: TaskRead, response: Response) -> TaskRead:
+    def tagged(task: TaskRead, response: Response, repo: TaskRepository) -> TaskRead:
         response.headers["ETag"] = f'"{task.version}"'
+        stamp(repo, response)
         return task
 
     @app.exception_handler(TaskNotFound)
@@ -75,7 +113,7 @@ def create_app(
 
     @app.post("/tasks", status_code=201)
     async def create(data: TaskCreate, repo: Repo, response: Response) -> TaskRead:
-        return tagged(await repo.create(data), response)
+        return tagged(await repo.create(data), response, repo)
 
     @app.get("/tasks")
     async def list_tasks(
@@ -85,7 +123,9 @@ def create_app(
 
     @app.get("/tasks/{task_id}")
     async def get(task_id: uuid.UUID, repo: Repo, response: Response) -> TaskRead:
-        return tagged(await repo.get(task_id), response)
+        task = await repo.get(task_id)
+        response.headers["ETag"] = f'"{task.version}"'
+        return task
 
     @app.patch("/tasks/{task_id}")
     async def update(
@@ -96,7 +136,7 @@ def create_app(
         if_match: Annotated[str | None, Header()] = None,
     ) -> TaskRead:
         task = await repo.update(task_id, data, expected_version=version(if_match))
-        return tagged(task, response)
+        return tagged(task, response, repo)
 
     @app.post("/tasks/{task_id}/complete")
     async def complete(
@@ -105,13 +145,18 @@ def create_app(
         response: Response,
         if_match: Annotated[str | None, Header()] = None,
     ) -> TaskRead:
-        return tagged(await repo.complete(task_id, expected_version=version(if_match)), response)
+        task = await repo.complete(task_id, expected_version=version(if_match))
+        return tagged(task, response, repo)
 
     @app.delete("/tasks/{task_id}", status_code=204)
     async def delete(
-        task_id: uuid.UUID, repo: Repo, if_match: Annotated[str | None, Header()] = None
+        task_id: uuid.UUID,
+        repo: Repo,
+        response: Response,
+        if_match: Annotated[str | None, Header()] = None,
     ) -> None:
         await repo.delete(task_id, expected_version=version(if_match))
+        stamp(repo, response)
 
     @app.get("/stats")
     async def stats(repo: Repo) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """Real components the reliability tests start and stop themselves: a TCP proxy they
-can cut, a throw-away PostgreSQL cluster (with TLS if asked) and PgBouncer.
+can cut, a throw-away PostgreSQL cluster (with TLS if asked), a primary with a
+streaming standby, and PgBouncer.
 
 Everything listens on 127.0.0.1 only, on free ports, and is torn down by the test
 that made it. PostgreSQL and PgBouncer refuse to run as root: when the tests run as
@@ -160,11 +161,18 @@ def private_directory(prefix: str) -> Path:
 class PostgresCluster:
     """A PostgreSQL cluster of the tests' own, in a temporary directory."""
 
-    def __init__(self, directory: Path, *, certificates: dict[str, Path] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        certificates: dict[str, Path] | None = None,
+        settings: list[str] | None = None,
+    ) -> None:
         self.directory = directory
         self.data = directory / "data"
         self.port = free_port()
         self.certificates = certificates
+        self.settings = settings or []
         self.bindir = _postgres_bindir()
 
     def start(self) -> PostgresCluster:
@@ -181,6 +189,7 @@ class PostgresCluster:
             f"unix_socket_directories = '{self.directory}'",
             "fsync = off",
             "max_connections = 150",
+            *self.settings,
         ]
         if self.certificates:
             for key in ("cert", "key", "ca"):
@@ -209,6 +218,26 @@ class PostgresCluster:
         self._pg_ctl("restart", "-w", "-m", "fast", "-l", str(self.directory / "log"))
         _wait_for_port(self.port)
 
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (``start_again`` brings it back)."""
+        self._pg_ctl("stop", "-w", "-m", mode)
+
+    def start_again(self) -> None:
+        self._pg_ctl("start", "-w", "-l", str(self.directory / "log"))
+        _wait_for_port(self.port)
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` with psql as the superuser; its unaligned output."""
+        result = subprocess.run(
+            _as_postgres([str(self.bindir / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1",
+                          "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                          "-d", database, "-c", sql]),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"psql failed: {result.stderr}")
+        return result.stdout.strip()
+
     def stop(self) -> None:
         with contextlib.suppress(RuntimeError):
             self._pg_ctl("stop", "-w", "-m", "immediate")
@@ -216,6 +245,82 @@ class PostgresCluster:
 
     def url(self, database: str = "postgres", host: str = "127.0.0.1", query: str = "") -> str:
         return f"postgresql://postgres@{host}:{self.port}/{database}{'?' + query if query else ''}"
+
+
+class StandbyCluster(PostgresCluster):
+    """A hot standby of ``primary``, streaming from it through a physical replication
+    slot: ``pg_basebackup -R -X stream -C -S <slot>``, on a port of its own."""
+
+    def __init__(self, directory: Path, primary: PostgresCluster) -> None:
+        super().__init__(directory)
+        self.primary = primary
+        self.slot = f"todo_app_standby_{self.port}"
+
+    def start(self) -> StandbyCluster:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _chown_to_postgres(self.directory)
+        subprocess.run(
+            _as_postgres([str(self.bindir / "pg_basebackup"), "-h", "127.0.0.1",
+                          "-p", str(self.primary.port), "-U", "postgres", "-D", str(self.data),
+                          "-R", "-X", "stream", "-C", "-S", self.slot, "--no-sync"]),
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        # The primary's postgresql.conf came along: the last setting of a name wins.
+        settings = [
+            f"port = {self.port}",
+            f"unix_socket_directories = '{self.directory}'",
+            # A standby waits for no one: once promoted, its commits must not wait for
+            # a synchronous standby of its own that does not exist.
+            "synchronous_standby_names = ''",
+            "hot_standby = on",
+        ]
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write("\n".join(settings) + "\n")
+        _chown_to_postgres(self.directory)
+        self._pg_ctl("start", "-w", "-l", str(self.directory / "log"))
+        _wait_for_port(self.port)
+        return self
+
+    def promote(self) -> None:
+        self._pg_ctl("promote", "-w")
+
+
+class ReplicationPair:
+    """A primary and a streaming hot standby, on free ports under one temporary
+    directory. ``synchronous``: the primary's commits wait until the standby has
+    applied them (``synchronous_commit = remote_apply``). ``stop`` drops the
+    replication slot, then both clusters and their files."""
+
+    def __init__(self, prefix: str, *, synchronous: bool = False) -> None:
+        self.root = private_directory(prefix)
+        settings = ["wal_level = replica", "max_wal_senders = 4", "max_replication_slots = 4"]
+        if synchronous:
+            settings += ["synchronous_standby_names = '*'", "synchronous_commit = remote_apply"]
+        self.primary = PostgresCluster(self.root / "primary", settings=settings)
+        self.standby = StandbyCluster(self.root / "standby", self.primary)
+
+    def start(self) -> ReplicationPair:
+        self.primary.start()
+        try:
+            self.standby.start()
+        except BaseException:
+            self.primary.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError, OSError, subprocess.SubprocessError):
+            self.standby.halt("fast")
+        for cluster in (self.primary, self.standby):
+            # After a failover the promoted standby is the one running: no slot there.
+            with contextlib.suppress(RuntimeError, OSError, subprocess.SubprocessError):
+                cluster.psql(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                    f"WHERE slot_name = '{self.standby.slot}'"
+                )
+        self.standby.stop()
+        self.primary.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _pgbouncer_binary() -> str:

@@ -21,3 +21,17 @@ async def test_harness_runs_on_both_dialects(tmp_path: Path) -> None:
                      "todo_app / raw+parse", "raw COPY", "sqlalchemy", "ops/s"):  # fmt: skip
         assert expected in text, expected
     assert out.parent == tmp_path
+
+
+@pytest.mark.postgres
+async def test_replica_benchmark_runs(tmp_path: Path) -> None:
+    from benchmarks import replicas
+
+    out = await replicas.main(
+        ["--seconds", "0.1", "--calls", "6", "--tasks", "300", "--owners", "10",
+         "--coroutines", "5", "--out", str(tmp_path)]
+    )  # fmt: skip
+    text = out.read_text()
+    for expected in ("primary + replica, pool 10 each", "replica, fresh token",
+                     "routed minus direct", "with a read replica"):  # fmt: skip
+        assert expected in text, expected

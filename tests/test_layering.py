@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "todo_app"
 
 #: Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[set[str]] = [
-    {"errors", "rules", "pool", "schema"},
+    {"errors", "rules", "pool", "schema", "consistency"},
     {"dsn", "schemas", "pagination", "schema_history"},
     {"connection"},
     {"settings"},
@@ -20,6 +20,8 @@ LAYERS: list[set[str]] = [
     {"dialects.base"},
     {"dialects.postgres", "dialects.sqlite", "dialects"},
     {"transactions"},
+    {"guard"},
+    {"replicas"},
     {"repository", "migrator"},
     {"checks", "aerich_bridge"},
     {"testing", "cli", "__init__", "__main__"},

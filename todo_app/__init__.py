@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         upgrade,
     )
     from todo_app.models import Task, TaskStatus
+    from todo_app.replicas import ReplicaStatus, newest_token, replica_status
     from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
     from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
     from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
@@ -52,6 +53,9 @@ _EXPORTS: dict[str, str] = {
     "DatabaseURL": "todo_app.settings",
     "DatabaseURLError": "todo_app.errors",
     "ReadOnlyModel": "todo_app.errors",
+    "ReplicaStatus": "todo_app.replicas",
+    "newest_token": "todo_app.replicas",
+    "replica_status": "todo_app.replicas",
     "TodoAppError": "todo_app.errors",
     "MAX_PAGE_SIZE": "todo_app.repository",
     "DowngradePlan": "todo_app.migrator",
@@ -107,6 +111,7 @@ __all__ = [
     "MigrationLockTimeout",
     "MigrationPlanError",
     "ReadOnlyModel",
+    "ReplicaStatus",
     "SSLMode",
     "SchemaAhead",
     "SchemaMismatch",
@@ -135,8 +140,10 @@ __all__ = [
     "get_settings",
     "migrate",
     "migration_history",
+    "newest_token",
     "pending_migrations",
     "plan_downgrade",
+    "replica_status",
     "tortoise_config",
     "upgrade",
 ]

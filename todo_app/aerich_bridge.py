@@ -28,8 +28,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from todo_app.config import APP_LABEL
 from todo_app.errors import MigrationPlanError, SchemaAhead, SchemaMismatch
+from todo_app.guard import SOURCE_DIR
 from todo_app.migrator import (
-    _SOURCE_DIR,
     _adopt,
     _run_script,
     inspect_schema,
@@ -106,7 +106,7 @@ def aerich_migration(filename: str) -> tuple[Step, Step, str]:
     async def downgrade(db: BaseDBAsyncClient) -> str:
         await lock_in_transaction(db)
         state = await inspect_schema(db)
-        if state.level != index + 1 or state.known != names[: index + 1]:
+        if state.level != index + 1 or set(state.known) != set(names[: index + 1]):
             found = state.differences() or ["the bookkeeping rows are out of order"]
             raise SchemaMismatch(
                 f"cannot revert {filename}: the table is not what it made: " + "; ".join(found),
@@ -152,7 +152,7 @@ class InstallReport:
 
 
 def _is_source(directory: Path) -> bool:
-    return directory.resolve() == _SOURCE_DIR.resolve()
+    return directory.resolve() == SOURCE_DIR.resolve()
 
 
 def install_migrations(directory: Path) -> InstallReport:

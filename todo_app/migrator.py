@@ -27,15 +27,12 @@ models with the state recorded in the newest migration.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from tortoise import Tortoise
@@ -43,9 +40,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 from todo_app.config import APP_LABEL, app_config, tortoise_config
-from todo_app.dialects import Dialect, aerich_columns, dialect_for, read_shape
+from todo_app.dialects import Dialect, dialect_for
 from todo_app.errors import (
-    ForeignAerichTable,
     MigrationDataError,
     MigrationError,
     MigrationFailed,
@@ -54,9 +50,17 @@ from todo_app.errors import (
     SchemaAhead,
     SchemaMismatch,
 )
+from todo_app.guard import (
+    HOW_TO_MIGRATE,
+    MIGRATIONS_DIR,
+    Migration,
+    SchemaState,
+    inspect_schema,
+    migration_history,
+    recorded_migrations,
+)
 from todo_app.models import Task
-from todo_app.schema import TABLE, TableShape, differences
-from todo_app.schema_history import SHAPES
+from todo_app.schema import TABLE, TableShape
 from todo_app.settings import DatabaseURL
 from todo_app.transactions import write_transaction
 
@@ -84,68 +88,12 @@ __all__ = [
 
 logger = logging.getLogger("todo_app.migrations")
 
-_PACKAGED_DIR: Final = Path(__file__).parent / "_migrations" / APP_LABEL
-_SOURCE_DIR: Final = Path(__file__).parent.parent / "migrations" / APP_LABEL
-#: The migrations shipped with this package (inside a wheel) or, in a source
-#: checkout, the repository's ``migrations/todo_app``.
-MIGRATIONS_DIR = _PACKAGED_DIR if _PACKAGED_DIR.is_dir() else _SOURCE_DIR
 _AERICH_MODEL: Final = f"{APP_LABEL}.Aerich"
-_AERICH_COLUMNS: Final = frozenset({"id", "version", "app", "content"})
 #: Seconds a runner waits for another one's lock before MigrationLockTimeout.
 DEFAULT_LOCK_TIMEOUT: Final = 300.0
 _REPORT_EVERY: Final = 5.0
 _ADOPT_TABLE: Final = "todo_app_task__adopt"
 _MAX_REPORTED_ROWS: Final = 20
-
-#: What to run, in words that work where a host stands.
-HOW_TO_MIGRATE: Final = (
-    "apply todo_app's migrations: `todo-app --db <database URL> migrate`, or "
-    "`await todo_app.migrate()` at start-up, or with Aerich "
-    "`todo-app install-migrations && aerich --app todo_app upgrade`"
-)
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One migration file: ``<number>_<timestamp>_<name>.py``."""
-
-    number: int
-    filename: str
-    path: Path
-
-    def load(self) -> ModuleType:
-        spec = importlib.util.spec_from_file_location(
-            f"todo_app_migration_{self.number}", self.path
-        )
-        if spec is None or spec.loader is None:  # pragma: no cover - a .py path always loads
-            raise MigrationPlanError(f"cannot load migration {self.filename}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    def models_state(self) -> dict[str, Any]:
-        from aerich.utils import decompress_dict  # deferred: aerich is slow to import
-
-        state = getattr(self.load(), "MODELS_STATE", None)
-        if not state:
-            raise MigrationPlanError(f"migration {self.filename} records no MODELS_STATE")
-        return decompress_dict(state)
-
-
-def migration_history(directory: Path | None = None) -> list[Migration]:
-    """Every migration file, oldest first (Aerich's naming and ordering)."""
-    directory = MIGRATIONS_DIR if directory is None else directory
-    migrations = []
-    for path in directory.glob("*.py"):
-        number, sep, _ = path.stem.partition("_")
-        if sep and number.isdigit():
-            migrations.append(Migration(int(number), path.name, path))
-    migrations.sort(key=lambda migration: migration.number)
-    numbers = [migration.number for migration in migrations]
-    if len(set(numbers)) != len(numbers):
-        raise MigrationPlanError(f"two migrations share a number in {directory}")
-    return migrations
-
 
 #: Where to migrate: ``None`` (the connection ``Task`` is bound to in the running
 #: Tortoise context), a connection, a database URL, or a whole Tortoise config.
@@ -202,106 +150,10 @@ def _marks(db: BaseDBAsyncClient, count: int) -> list[str]:
 # -- what the database holds -------------------------------------------------------------
 
 
-async def _recorded(db: BaseDBAsyncClient) -> list[str]:
-    """todo_app's rows of the ``aerich`` table, oldest first, each name once."""
-    columns = await aerich_columns(db)
-    if columns is None:
-        return []
-    if not columns >= _AERICH_COLUMNS:
-        raise ForeignAerichTable(
-            'the table "aerich" is not Aerich\'s bookkeeping table (it lacks the columns '
-            f"{', '.join(sorted(_AERICH_COLUMNS - columns))}): rename or move it, or give "
-            "todo_app a database (or PostgreSQL schema) of its own"
-        )
-    (mark,) = _marks(db, 1)
-    _, rows = await db.execute_query(
-        f'SELECT "version" FROM "aerich" WHERE "app" = {mark} ORDER BY "id"',
-        [APP_LABEL],
-    )
-    return list(dict.fromkeys(str(row["version"]) for row in rows))
-
-
-@dataclass(frozen=True)
-class SchemaState:
-    """The bookkeeping rows and the live table, read together, and what they mean.
-
-    ``level`` is how many of this version's migrations the live table shows the
-    effect of (it equals the shape recorded after that many), or None when it
-    matches no recorded shape.
-    """
-
-    dialect: str
-    names: list[str]
-    recorded: list[str]
-    live: TableShape | None
-    level: int | None
-    shapes: list[TableShape | None] = field(repr=False)
-
-    @property
-    def unknown(self) -> list[str]:
-        """Recorded migrations this version has no file for (a newer version's)."""
-        return [name for name in self.recorded if name not in self.names]
-
-    @property
-    def known(self) -> list[str]:
-        return [name for name in self.recorded if name in self.names]
-
-    @property
-    def expected(self) -> TableShape | None:
-        """The table the bookkeeping says should be there."""
-        return self.shapes[len(self.known)]
-
-    @property
-    def head(self) -> TableShape | None:
-        return self.shapes[-1]
-
-    def adoptable_level(self) -> int | None:
-        """The migration level of a table made by Tortoise's schema generator (the
-        real table without any CHECK constraint) that todo_app has no row for."""
-        if self.recorded or self.live is None or self.live.checks:
-            return None
-        for level in range(len(self.shapes) - 1, 0, -1):
-            shape = self.shapes[level]
-            if shape is not None and self.live == shape.without_checks():
-                return level
-        return None
-
-    @property
-    def pending(self) -> list[str]:
-        return self.names[len(self.known) :]
-
-    def differences(self) -> list[str]:
-        """How the live table differs from what the bookkeeping says it should be; for
-        a table no migration of todo_app made, how it differs from the newest one."""
-        if self.expected is None and self.live is not None:
-            return differences(self.head, self.live)
-        return differences(self.expected, self.live)
-
-
-async def inspect_schema(db: BaseDBAsyncClient) -> SchemaState:
-    """Read todo_app's bookkeeping rows and its live table on ``db``."""
-    names = [migration.filename for migration in migration_history()]
-    dialect = _dialect(db)
-    recorded = await _recorded(db)
-    live = await read_shape(db)
-    shapes: list[TableShape | None] = [None]
-    for name in names:
-        try:
-            shapes.append(SHAPES[name][dialect])
-        except KeyError:  # pragma: no cover - tests/test_schema_guard.py checks every file
-            raise MigrationPlanError(f"no recorded table shape for {name} on {dialect}") from None
-    matches = [level for level, shape in enumerate(shapes) if shape == live]
-    known = len([name for name in recorded if name in names])
-    # Migrations that leave the table as it was (data-only ones) make several levels
-    # look alike: the bookkeeping decides between them when it agrees with the table.
-    level = known if known in matches else (matches[-1] if matches else None)
-    return SchemaState(dialect, names, recorded, live, level, shapes)
-
-
 async def applied_migrations(target: Target = None) -> list[str]:
     """File names of the migrations recorded as applied, in the order they were."""
     async with _connection(target) as db:
-        return await _recorded(db)
+        return await recorded_migrations(db)
 
 
 async def pending_migrations(target: Target = None) -> list[str]:
@@ -596,7 +448,7 @@ async def _plan(tx: BaseDBAsyncClient, steps: int) -> tuple[DowngradePlan, list[
             state.unknown,
         )
     applied = len(state.known)
-    if state.level != applied or state.known != state.names[:applied]:
+    if state.level != applied or set(state.known) != set(state.names[:applied]):
         found = state.differences()
         raise SchemaMismatch(
             "nothing reverted: the table is not what the recorded migrations made "

@@ -7,7 +7,7 @@ temporary tables behind): one network round trip per release, that is, per Torto
 query. The reset exists because the previous user of the connection may have changed
 its session state. ``reset_session`` keeps it for every checkout but one kind: a
 checkout that todo_app itself made and used only for its own statements (see
-``todo_app.sql``), which is then marked clean.
+``todo_app.dialects``), which is then marked clean.
 
 Why skipping is safe there: every checkout that is not marked ends with the full
 reset, so a connection enters a marked checkout clean; during it, only the package's

@@ -13,11 +13,11 @@ import builtins
 import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import pydantic
 
-from todo_app import rules
+from todo_app import replicas, rules
 from todo_app.dialects import Runner, classify
 from todo_app.dialects.base import model_columns
 from todo_app.errors import (
@@ -80,20 +80,64 @@ def _guarded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return guarded
 
 
+# -- replicas seam (issue 13): reads may run on a replica, writes leave a token --------
+
+
+def _writes(
+    method: Callable[Concatenate[TaskRepository, P], Awaitable[R]],
+) -> Callable[Concatenate[TaskRepository, P], Awaitable[R]]:
+    """A write method: once it succeeded, the repository's consistency token covers
+    it (``todo_app.replicas.after_write``; a no-op without read replicas)."""
+
+    @functools.wraps(method)
+    async def writing(self: TaskRepository, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        result = await method(self, *args, **kwargs)
+        self._token = await replicas.after_write(Task._meta.db, self._token)
+        return result
+
+    return writing
+
+
+def _reader(token: int | None) -> Any:
+    """Where a read runs: a read replica that ``token`` allows, else the primary
+    (``_runner()``); the primary inside a transaction and without read replicas."""
+    db = Task._meta.db
+    return replicas.reader(db, token, Runner) or Runner(db)
+
+
+# -- end of the replicas seam ----------------------------------------------------------
+
+
 class TaskRepository:
-    """Tasks of one owner. Cheap to create: make one per request."""
+    """Tasks of one owner. Cheap to create: make one per request.
 
-    __slots__ = ("_owner",)
+    ``consistency``: the ``consistency_token`` of an earlier repository (a previous
+    request of the same client): reads then see every write it covers, even on a
+    read replica (see the README's "Scaling out").
+    """
 
-    def __init__(self, owner_id: str) -> None:
+    __slots__ = ("_owner", "_token")
+
+    def __init__(self, owner_id: str, consistency: str | None = None) -> None:
         try:
             self._owner = rules.clean_user_id(owner_id)
         except ValueError as exc:
             raise TaskValidationError("owner_id", str(exc)) from None
+        try:
+            self._token = replicas.parse_token(consistency)
+        except ValueError as exc:
+            raise TaskValidationError("consistency", str(exc)) from None
 
     @property
     def owner_id(self) -> str:
         return self._owner
+
+    @property
+    def consistency_token(self) -> str | None:
+        """A token covering this repository's writes (and the token it was given):
+        hand it to the next request's repository. Opaque, header- and cookie-safe.
+        None without read replicas, where every read sees every committed write."""
+        return replicas.format_token(self._token)
 
     def __repr__(self) -> str:
         return f"TaskRepository(owner_id={self._owner!r})"
@@ -104,7 +148,7 @@ class TaskRepository:
     async def get(self, task_id: uuid.UUID | str) -> TaskRead:
         """The task, or ``TaskNotFound`` (also for another owner's task)."""
         uid = _task_uuid(task_id)
-        runner = _runner()
+        runner = _reader(self._token)
         row = (
             None
             if uid is None
@@ -143,11 +187,11 @@ class TaskRepository:
             after = Cursor.decode(cursor, order=order, status=wanted)
             args += [after.created_at, after.id]
         args.append(limit + 1)
-        runner = _runner()
-        query = runner.sql.listing(
+        reader = _reader(self._token)
+        query = reader.sql.listing(
             newest=order == "newest", with_status=wanted is not None, after=cursor is not None
         )
-        rows = await runner.fetch(query, *args, idempotent=True)
+        rows = await reader.fetch(query, *args, idempotent=True)
         items = [_read(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
@@ -162,8 +206,8 @@ class TaskRepository:
         (zeros included), and a status written by a newer version is counted under
         its stored string."""
         result: dict[TaskStatus | str, int] = dict.fromkeys(TaskStatus, 0)
-        runner = _runner()
-        for row in await runner.fetch(runner.sql.counts, self._owner, idempotent=True):
+        reader = _reader(self._token)
+        for row in await reader.fetch(reader.sql.counts, self._owner, idempotent=True):
             status = str(row["status"])
             result[TaskStatus(status) if status in _KNOWN_STATUSES else status] = int(row["n"])
         return result
@@ -186,6 +230,7 @@ class TaskRepository:
     # -- writing --------------------------------------------------------------------
 
     @_guarded
+    @_writes
     async def create(self, data: TaskCreate) -> TaskRead:
         """Store a new task. With a client-chosen ``id``, repeating the same create
         returns the stored task; the same id with other content (or another
@@ -204,6 +249,7 @@ class TaskRepository:
         return self._same_create(_read(existing), data)
 
     @_guarded
+    @_writes
     async def bulk_create(
         self,
         items: Iterable[TaskCreate],
@@ -240,6 +286,7 @@ class TaskRepository:
         return len(rows)
 
     @_guarded
+    @_writes
     async def update(
         self,
         task_id: uuid.UUID | str,
@@ -254,6 +301,7 @@ class TaskRepository:
         return await self._write(task_id, expected_version, changes)
 
     @_guarded
+    @_writes
     async def complete(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> TaskRead:
@@ -261,6 +309,7 @@ class TaskRepository:
         return await self._write(task_id, expected_version, {"status": TaskStatus.COMPLETED})
 
     @_guarded
+    @_writes
     async def reopen(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> TaskRead:
@@ -268,6 +317,7 @@ class TaskRepository:
         return await self._write(task_id, expected_version, {"status": TaskStatus.PENDING})
 
     @_guarded
+    @_writes
     async def delete(
         self, task_id: uuid.UUID | str, *, expected_version: int | None = None
     ) -> None:
@@ -290,6 +340,7 @@ class TaskRepository:
         raise TaskNotFound(task_id)
 
     @_guarded
+    @_writes
     async def delete_all(self) -> int:
         """Delete every task of this owner (an account's removal, say); the count."""
         runner = _runner()

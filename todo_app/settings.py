@@ -9,15 +9,17 @@ database URL itself lives in :mod:`todo_app.dsn`, its translation for the driver
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Annotated, Any, Final, Self
 
 from dotenv.parser import parse_stream
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "SSLMode",
     "Settings",
     "SettingsError",
+    "check_read_url",
     "get_settings",
 ]
 
@@ -126,6 +129,32 @@ class Settings(BaseSettings):
         description="Seconds a PostgreSQL statement may run. 0: no limit (PostgreSQL's own).",
     )
 
+    read_urls: Annotated[list[DatabaseURL], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("TODO_APP_READ_URLS", "read_urls"),
+        description="Read replicas of DATABASE_URL, one server each: whitespace-separated "
+        "URLs, or a JSON list. get/list/counts read there (see README, Scaling out).",
+    )
+    replica_max_lag: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=AliasChoices("TODO_APP_REPLICA_MAX_LAG", "replica_max_lag"),
+        description="Seconds of writes a replica may be missing and still serve reads.",
+    )
+    consistency_wait: float = Field(
+        default=0.1,
+        ge=0,
+        validation_alias=AliasChoices("TODO_APP_CONSISTENCY_WAIT", "consistency_wait"),
+        description="Seconds a read with a consistency token waits for a replica to "
+        "replay it before reading on the primary.",
+    )
+    replica_check_interval: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=AliasChoices("TODO_APP_REPLICA_CHECK_INTERVAL", "replica_check_interval"),
+        description="Seconds between two looks at the primary's position and each replica.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -146,6 +175,27 @@ class Settings(BaseSettings):
         # a program that does not run tests; the tests see its error when they use it.
         return check_url(url)
 
+    @field_validator("read_urls", mode="before")
+    @classmethod
+    def _url_list(cls, value: object) -> object:
+        # Commas belong to libpq's multi-host URLs: the separator is whitespace.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError("is not a valid JSON list of URLs") from None
+            return text.split()
+        return value
+
+    @field_validator("read_urls")
+    @classmethod
+    def _usable_read_urls(cls, urls: list[DatabaseURL]) -> list[DatabaseURL]:
+        for url in urls:
+            check_read_url(url)
+        return urls
+
     @field_validator("statement_timeout")
     @classmethod
     def _zero_is_no_limit(cls, value: float | None) -> float | None:
@@ -155,7 +205,25 @@ class Settings(BaseSettings):
     def _pool_bounds(self) -> Self:
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("TODO_APP_POOL_MIN_SIZE must not exceed TODO_APP_POOL_MAX_SIZE")
+        if self.read_urls and self.database_url.dialect != "postgres":
+            raise ValueError(
+                "TODO_APP_READ_URLS needs a PostgreSQL DATABASE_URL (replicas of a SQLite "
+                "file do not exist)"
+            )
         return self
+
+
+def check_read_url(url: DatabaseURL) -> DatabaseURL:
+    """A read replica's URL: PostgreSQL, one server, usable as a connection."""
+    if url.dialect != "postgres":
+        raise DatabaseURLError(f"read URL {url.masked}: a read replica must be PostgreSQL")
+    check_url(url)
+    if "," in url.params().get("host", ""):
+        raise DatabaseURLError(
+            f"read URL {url.masked} names several hosts: give each replica a read URL of its "
+            "own (todo_app measures each replica's lag on its own)"
+        )
+    return url
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -1,0 +1,117 @@
+"""Read-your-writes bookkeeping that sits below the replicas machinery: the consistency
+token (what a write leaves, what a read may be given) and which read connections each
+primary connection has, as ``tortoise_config()``/``app_config()`` record it for the
+process (Tortoise drops unknown keys of an app entry). ``todo_app.replicas`` does the
+routing with them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "PRIMARY",
+    "PRIMARY_TOKEN",
+    "ReplicaPolicy",
+    "format_token",
+    "lsn",
+    "newest_token",
+    "parse_token",
+    "policies",
+    "register",
+]
+
+PRIMARY_TOKEN: Final = "primary"  # noqa: S105 - a marker, not a secret
+#: ``PRIMARY_TOKEN`` as the repository holds it (an LSN is never negative).
+PRIMARY: Final = -1
+_TOKEN: Final = re.compile(r"[0-9A-Fa-f]{1,16}")
+
+
+# -- tokens ----------------------------------------------------------------------------
+
+
+def parse_token(text: object) -> int | None:
+    """A token as the repository holds it: a WAL position, ``PRIMARY``, or None for
+    no token (None or an empty string). Raises ValueError for anything else."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ValueError("must be a string")
+    text = text.strip()
+    if not text:
+        return None
+    if text == PRIMARY_TOKEN:
+        return PRIMARY
+    if _TOKEN.fullmatch(text) is None:
+        raise ValueError("is not a consistency token (pass back the one a write returned)")
+    return int(text, 16)
+
+
+def format_token(position: int | None) -> str | None:
+    """The text of a token: the WAL position as one hexadecimal number (pg_lsn
+    ``16/B374D848`` is ``16B374D848``), or ``primary``. Letters and digits only: a
+    header and a cookie carry it as it is."""
+    if position is None:
+        return None
+    if position == PRIMARY:
+        return PRIMARY_TOKEN
+    return f"{position:X}"
+
+
+def lsn(position: int) -> str:
+    """pg_lsn's own spelling of a WAL position, for people."""
+    return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+
+
+def newest_token(*tokens: str | None) -> str | None:
+    """The token that covers all of ``tokens``: for a client that holds tokens from
+    several responses (concurrent writes) and must send back one."""
+    positions = [position for token in tokens if (position := parse_token(token)) is not None]
+    if not positions:
+        return None
+    return format_token(PRIMARY if PRIMARY in positions else max(positions))
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplicaPolicy:
+    """The read connections of one primary connection, and how they are used."""
+
+    connections: tuple[str, ...]
+    #: A replica serves reads while it provably holds every commit older than this (s).
+    max_lag: float = 5.0
+    #: How long a read with a token waits for a replica to replay it (s).
+    consistency_wait: float = 0.1
+    #: How often the primary's position and each replica are looked at (s).
+    check_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_lag", "consistency_wait", "check_interval"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (value == 0 and name != "consistency_wait"):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+
+
+policies: dict[str, ReplicaPolicy] = {}
+
+
+def register(primary: str, read_connections: Sequence[str], **policy: float) -> None:
+    """Make ``read_connections`` the replicas of the connection named ``primary``,
+    for the process (the last registration of a name wins; none: no replicas)."""
+    if isinstance(read_connections, str):
+        raise TypeError("read_connections must be a list of connection names")
+    names = tuple(read_connections)
+    if primary in names:
+        raise ValueError(f"connection {primary!r} cannot be a read replica of itself")
+    if len(set(names)) != len(names):
+        raise ValueError("a read connection is listed twice")
+    if names:
+        policies[primary] = ReplicaPolicy(names, **policy)
+    else:
+        policies.pop(primary, None)
