@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_USAGE) from None
     except ValueError as exc:  # pydantic's ValidationError: a bad setting
         raise CliError(f"invalid settings: {first_line(exc)}", EXIT_USAGE) from None
-    args.db = url
+    args.db, args.settings = url, settings
     args.user = args.user if args.user is not None else default_user()
     try:
         code: int = asyncio.run(args.handler(args))

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from todo_app.cli import process
 from todo_app.cli.exits import EXIT_NOT_FOUND, EXIT_SCHEMA, EXIT_USAGE, CliError
 
 if TYPE_CHECKING:
@@ -47,13 +48,15 @@ async def database(
     # life of the process (commands run in-process, e.g. from tests, share it).
     name = f"cli_{args.db.dialect}"
     async with TortoiseContext() as context:
-        await context.init(config=tortoise_config(args.db, connection_name=name))
+        config = tortoise_config(args.db, connection_name=name, settings=args.settings)
+        await context.init(config=config)
         connection = context.connections.get(name)
         if check_schema:
             try:
                 await ensure_schema_current(connection)
             except SchemaOutOfDate as exc:
                 raise CliError(str(exc), EXIT_SCHEMA) from None
+        process.resume_gc()
         yield connection
 
 

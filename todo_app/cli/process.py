@@ -1,8 +1,8 @@
 """The process around a command, when ``todo-app`` is the whole process.
 
 ``main()`` without arguments (the ``todo-app`` script, ``python -m todo_app``) runs
-here; ``main(argv)``, as tests and hosts call it, does not: it leaves the process and
-its streams as it found them.
+here; ``main(argv)``, as tests and hosts call it, does not: it leaves the process,
+its streams and its collector as it found them.
 
 * **Output closed early** (``todo-app list --all | head -1``): the next write fails
   with ``BrokenPipeError``. Python's advice is followed (docs, "Note on SIGPIPE"):
@@ -11,11 +11,21 @@ its streams as it found them.
   a process killed by SIGPIPE. SIGPIPE itself stays ignored: restoring its default
   would also kill the process when the database closes a socket it is writing to.
 * **Text the terminal's encoding cannot show** is escaped (``\\xe9``), not a crash.
+* **Start-up**: ``todo-app list`` imports some 410 modules (Tortoise, pydantic) and
+  creates next to no garbage doing it, yet the cyclic collector would run some 120
+  times over them. It is paused until the database is open, then the start-up objects
+  are frozen out of its view (``gc.freeze``) and it runs as usual.
+* **Exit**: once the atexit handlers ran and the streams are flushed, the process
+  ends with ``os._exit``, skipping the teardown of every module object (~0.1 s here,
+  a fifth of ``todo-app list``), as mypy's CLI does. With another thread still
+  running it exits normally instead, so that the thread is joined.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -23,17 +33,37 @@ from typing import NoReturn
 
 from todo_app.cli.exits import EXIT_ERROR, EXIT_OK, output_error
 
-__all__ = ["run"]
+__all__ = ["resume_gc", "run"]
+
+_gc_paused = False
 
 
 def run(body: Callable[[Sequence[str] | None], int]) -> NoReturn:
     """Run ``body`` (the CLI on ``sys.argv``) as the whole process, and end it."""
+    _pause_gc()
     _prepare_streams()
     try:
         code = body(None)
     except SystemExit as exc:  # argparse's --help and usage errors, CliError
         code = _code(exc.code)
     _exit(code)
+
+
+def resume_gc() -> None:
+    """Start-up is over (the database is open): collect as usual from here on, with
+    the start-up objects frozen out of the collector's view."""
+    global _gc_paused
+    if _gc_paused:
+        _gc_paused = False
+        gc.freeze()
+        gc.enable()
+
+
+def _pause_gc() -> None:
+    global _gc_paused
+    if gc.isenabled():
+        gc.disable()
+        _gc_paused = True
 
 
 def _prepare_streams() -> None:
@@ -56,7 +86,15 @@ def _code(code: object) -> int:
 
 
 def _exit(code: int) -> NoReturn:
-    raise SystemExit(_flush_stdout(code))
+    code = _flush_stdout(code)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        raise SystemExit(code)  # a normal exit joins the other threads
+    atexit._run_exitfuncs()  # logging's flush, coverage's data file...
+    code = _flush_stdout(code)
+    os._exit(code)
 
 
 def _flush_stdout(code: int) -> int:
