@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from todo_app.cli import main
+from todo_app.repository import MAX_PAGE_SIZE
 from todo_app.settings import DatabaseURL
 
 FreshURL = Callable[[str], Awaitable[DatabaseURL]]
@@ -135,9 +136,24 @@ def test_import_is_all_or_nothing(cli: Cli, tmp_path: Path) -> None:
     assert "cannot read" in cli("import", str(tmp_path / "missing.jsonl"), code=2)
 
 
+def test_id_prefixes(cli: Cli, tmp_path: Path) -> None:
+    cli("migrate")
+    ids = ["abcd0000-0000-4000-8000-000000000001", "abcd1111-0000-4000-8000-000000000002"]
+    source = tmp_path / "ids.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "title": f"task {i[:8]}"}) + "\n" for i in ids))
+    cli("import", str(source))
+    assert "several tasks" in cli("show", "abcd", code=2)
+    assert "title:       task abcd1111" in cli("show", "ABCD1")
+    assert "no task 'abce'" in cli("show", "abce", code=3)
+    assert "at least 4" in cli("show", "abc", code=3)
+    assert "not found" in cli("show", ids[0], user="bob", code=3)
+
+
 def test_validation_and_usage_errors(cli: Cli) -> None:
     cli("migrate")
     assert "title" in cli("add", "   ", code=5)
+    too_big = str(MAX_PAGE_SIZE + 1)
+    assert f"must be between 1 and {MAX_PAGE_SIZE}" in cli("list", "--limit", too_big, code=5)
     assert "nothing to change" in cli("edit", "abcd", code=2)
     assert "--yes" in cli("downgrade", code=2)
 

@@ -1,0 +1,189 @@
+"""The CLI's exit table and the process plumbing around a command, in-process: the
+real process runs are in test_cli_process.py; these reach the branches a subprocess
+cannot show coverage for. No database."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import io
+import sys
+import threading
+from collections.abc import Iterator
+
+import pydantic
+import pytest
+from tortoise.exceptions import DBConnectionError
+
+from todo_app import errors
+from todo_app.cli import (
+    EXIT_CONFLICT,
+    EXIT_ERROR,
+    EXIT_LOCKED,
+    EXIT_NOT_FOUND,
+    EXIT_OUTPUT_CLOSED,
+    EXIT_SCHEMA,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    EXIT_VALIDATION,
+    CliError,
+    process,
+)
+from todo_app.cli.exits import first_line, translate
+from todo_app.schemas import TaskCreate
+from todo_app.settings import DatabaseURL
+
+URL = DatabaseURL("postgresql://user:s3cret@db.example/tasks")
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "start"),
+    [
+        (errors.TaskNotFound("abc"), EXIT_NOT_FOUND, "task abc not found"),
+        (errors.TaskConflict("version 3"), EXIT_CONFLICT, "conflict: version 3"),
+        (errors.TaskValidationError("title", "too long"), EXIT_VALIDATION, "invalid title: "),
+        (errors.TaskStoreUnavailable("gone"), EXIT_UNREACHABLE, "cannot reach the database at"),
+        (errors.TaskStoreError("read-only"), EXIT_ERROR, "read-only"),
+        (errors.MigrationLockTimeout("held"), EXIT_LOCKED, "held"),
+        (errors.SchemaOutOfDate("behind"), EXIT_SCHEMA, "behind"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), EXIT_UNREACHABLE, "cannot reach"),
+        (DBConnectionError("no route"), EXIT_UNREACHABLE, "cannot reach the database at"),
+        (ValueError("bad\nsecond line"), EXIT_VALIDATION, "invalid input: bad"),
+    ],
+)
+def test_each_failure_has_its_code(exc: Exception, code: int, start: str) -> None:
+    error = translate(exc, URL)
+    assert error is not None
+    assert error.code == code
+    assert str(error).startswith(start)
+    assert "s3cret" not in str(error)
+    assert "\n" not in str(error)
+
+
+def test_a_bug_is_not_translated() -> None:
+    assert translate(KeyError("bug"), URL) is None
+    same = CliError("mine", EXIT_USAGE)
+    assert translate(same, URL) is same
+
+
+def test_first_line_of_a_pydantic_error_has_no_input() -> None:
+    with pytest.raises(pydantic.ValidationError) as raised:
+        TaskCreate(title="secret " * 40)
+    line = first_line(raised.value)
+    assert line == "title: Value error, must be at most 200 characters (got 279)"
+    assert first_line(ValueError("")) == "ValueError"
+
+
+# -- process.py -----------------------------------------------------------------------
+
+
+class _Exited(Exception):
+    pass
+
+
+@pytest.fixture
+def exits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """Records what the fast exit would do, instead of ending pytest."""
+    calls: list[object] = []
+
+    def fake_exit(code: int) -> None:
+        calls.append(code)
+        raise _Exited(code)
+
+    monkeypatch.setattr(process, "_gc_paused", False)  # restored after the test
+    monkeypatch.setattr(process.atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
+    monkeypatch.setattr(process.os, "_exit", fake_exit)
+    yield calls
+    gc.unfreeze()
+    gc.enable()
+
+
+def test_the_collector_waits_for_the_database_and_the_exit_runs_atexit(
+    exits: list[object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[bool] = []
+
+    def body(argv: object) -> int:
+        seen.append(gc.isenabled())
+        process.resume_gc()  # what db.database() does once connected
+        seen.append(gc.isenabled())
+        return 0
+
+    with pytest.raises(_Exited):
+        process.run(body)
+    assert seen == [False, True]
+    assert exits == ["atexit", 0]
+
+
+def test_a_usage_error_exits_with_its_code(
+    exits: list[object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    def body(argv: object) -> int:
+        raise SystemExit("a message from sys.exit")
+
+    with pytest.raises(_Exited):
+        process.run(body)
+    assert exits == ["atexit", EXIT_ERROR]
+    assert capsys.readouterr().err == "a message from sys.exit\n"
+
+
+def test_a_running_thread_gets_a_normal_exit(exits: list[object]) -> None:
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            process._exit(3)
+        assert exited.value.code == 3
+        assert exits == []
+    finally:
+        release.set()
+        worker.join()
+
+
+class _FailingStdout(io.StringIO):
+    def __init__(self, failure: OSError) -> None:
+        super().__init__()
+        self.failure = failure
+
+    def flush(self) -> None:
+        raise self.failure
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("not a descriptor")
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "said"),
+    [
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), EXIT_OUTPUT_CLOSED, ""),
+        (
+            OSError(errno.ENOSPC, "No space left on device"),
+            EXIT_USAGE,
+            "todo-app: error: cannot write standard output: No space left on device\n",
+        ),
+    ],
+)
+def test_a_failed_last_flush(
+    failure: OSError,
+    code: int,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "stdout", _FailingStdout(failure))
+    assert process._flush_stdout(0) == code
+    assert process._flush_stdout(0) == 0, "stdout now goes to devnull"
+    sys.stdout.close()
+    monkeypatch.setattr(sys, "stdout", _FailingStdout(failure))
+    assert process._flush_stdout(EXIT_NOT_FOUND) == EXIT_NOT_FOUND, "the first failure wins"
+    sys.stdout.close()
+    assert capsys.readouterr().err == said * 2
+
+
+def test_a_closed_descriptor_becomes_devnull(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdout", None)
+    process._prepare_streams()
+    assert sys.stdout is not None
+    print("nowhere")
+    sys.stdout.close()

@@ -1,0 +1,306 @@
+"""The CLI as a process, on SQLite: stdout closed early, files that cannot be read or
+written, UTF-8 in and out whatever the locale, and control characters in output.
+
+Each test runs ``python -m todo_app`` for real where the behaviour belongs to the
+process (a pipe, an encoding, an exit code); none needs PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from todo_app.cli import EXIT_OUTPUT_CLOSED, EXIT_USAGE, EXIT_VALIDATION, main
+from todo_app.settings import DatabaseURL
+
+USER = "pipe-user"
+
+
+def run(
+    url: str,
+    *args: str,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "todo_app", "--db", url, "--user", USER, *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def ok(url: str, *args: str, **kwargs: object) -> str:
+    result = run(url, *args, **kwargs)  # type: ignore[arg-type]
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode("utf-8")
+
+
+def failed(result: subprocess.CompletedProcess[bytes], code: int) -> str:
+    """The one error line of a run that must have failed with ``code``."""
+    err = result.stderr.decode()
+    assert result.returncode == code, err
+    assert err.startswith("todo-app: error: ")
+    assert err.count("\n") == 1, "an error is one line"
+    assert "Traceback" not in err
+    assert "cannot reach the database" not in err
+    return err
+
+
+@pytest.fixture
+def url(fresh_sqlite_url: Callable[[], DatabaseURL]) -> str:
+    url = fresh_sqlite_url().reveal()
+    ok(url, "migrate")
+    return url
+
+
+def _titles(url: str) -> list[str]:
+    listing = json.loads(ok(url, "list", "--all", "--oldest", "--json"))
+    return [item["title"] for item in listing["items"]]
+
+
+# -- stdout closed early --------------------------------------------------------------
+
+
+def _read_a_little_and_close(url: str, *args: str, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+    """What ``todo-app ARGS | head -c 100`` does to todo-app."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "todo_app", "--db", url, "--user", USER, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    first = process.stdout.read(100)
+    process.stdout.close()
+    code = process.wait(timeout=120)
+    return code, first, process.stderr.read()
+
+
+def _env(buffering: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    if buffering == "unbuffered":
+        env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.mark.parametrize("buffering", ["buffered", "unbuffered"])
+def test_stdout_closed_in_the_middle_exits_quietly_with_141(
+    url: str, tmp_path: Path, buffering: str
+) -> None:
+    # Well over a pipe's 64 KiB in every format, so the writer is still writing when
+    # the reader goes away; one JSON line of all of it too (a single large write).
+    source = tmp_path / "many.jsonl"
+    source.write_text("".join(json.dumps({"title": f"task {n:05}"}) + "\n" for n in range(3000)))
+    ok(url, "import", str(source))
+    for args in (["list", "--all"], ["export"], ["list", "--all", "--json"]):
+        code, first, err = _read_a_little_and_close(url, *args, env=_env(buffering))
+        assert first, args
+        assert err == b"", (args, err.decode())
+        assert code == EXIT_OUTPUT_CLOSED, args
+
+
+@pytest.mark.parametrize("buffering", ["buffered", "unbuffered"])
+def test_stdout_closed_before_the_first_write_exits_quietly_with_141(
+    url: str, buffering: str
+) -> None:
+    # Buffered, the output fits in the buffer and fails only at the final flush, at
+    # exit; unbuffered (PYTHONUNBUFFERED), at the first write.
+    for args in (["list"], ["stats"], ["--help"], ["list", "--help"]):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "todo_app", "--db", url, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(buffering),
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()
+        code = process.wait(timeout=120)
+        assert process.stderr.read() == b"", args
+        assert code == EXIT_OUTPUT_CLOSED, args
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_stdout_is_an_output_error(url: str) -> None:
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "todo_app", "--db", url, "list"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    err = failed(result, EXIT_USAGE)
+    assert "cannot write standard output: No space left on device" in err
+
+
+# -- file errors are file errors --------------------------------------------------------
+
+
+def test_export_to_an_unwritable_path_is_a_file_error(url: str, tmp_path: Path) -> None:
+    ok(url, "add", "one")
+    missing = tmp_path / "no-such-dir" / "out.jsonl"
+    err = failed(run(url, "export", str(missing)), EXIT_USAGE)
+    assert f"cannot write {missing}: No such file or directory" in err
+    err = failed(run(url, "export", str(tmp_path)), EXIT_USAGE)
+    assert f"cannot write {tmp_path}: Is a directory" in err
+    if Path("/dev/full").exists():
+        err = failed(run(url, "export", "/dev/full"), EXIT_USAGE)
+        assert "cannot write /dev/full: No space left on device" in err
+
+
+def test_import_of_a_file_that_cannot_be_read_writes_nothing(url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.jsonl"
+    err = failed(run(url, "import", str(missing)), EXIT_USAGE)
+    assert f"cannot read {missing}: No such file or directory" in err
+    err = failed(run(url, "import", str(tmp_path)), EXIT_USAGE)
+    assert f"cannot read {tmp_path}: Is a directory" in err
+    assert _titles(url) == []
+
+
+def test_file_errors_in_process_too(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = {
+        "import": ("cannot read", tmp_path / "missing.jsonl"),
+        "export": ("cannot write", tmp_path / "missing" / "out.jsonl"),
+    }
+    for command, (expected, path) in cases.items():
+        with pytest.raises(SystemExit) as exited:
+            main(["--db", url, "--user", USER, command, str(path)])
+        assert exited.value.code == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err == f"todo-app: error: {expected} {path}: No such file or directory\n"
+
+
+# -- UTF-8 in, whatever the locale ------------------------------------------------------
+
+
+def test_stdin_is_utf8_whatever_the_locale(url: str) -> None:
+    lines = '{"title": "café"}\n{"title": "naïve ✓"}\n'.encode()
+    result = run(url, "import", "-", stdin=lines, env={"PYTHONIOENCODING": "latin-1"})
+    assert result.returncode == 0, result.stderr.decode()
+    assert _titles(url) == ["café", "naïve ✓"]
+
+
+def test_a_utf8_bom_is_tolerated_in_files_and_on_stdin(url: str, tmp_path: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    source = tmp_path / "bom.jsonl"
+    source.write_bytes(bom + b'{"title": "from a file"}\r\n')
+    ok(url, "import", str(source))
+    ok(url, "import", "-", stdin=bom + b'{"title": "from stdin"}\n')
+    assert _titles(url) == ["from a file", "from stdin"]
+
+
+def test_invalid_utf8_is_reported_by_line_and_nothing_is_imported(url: str, tmp_path: Path) -> None:
+    data = b'{"title": "fine"}\n{"title": "fine too"}\n{"title": "caf\xe9"}\n'
+    err = failed(run(url, "import", "-", stdin=data), EXIT_VALIDATION)
+    assert "line 3: not valid UTF-8 (nothing imported)" in err
+    source = tmp_path / "latin1.jsonl"
+    source.write_bytes(data)
+    err = failed(run(url, "import", str(source)), EXIT_VALIDATION)
+    assert "line 3: not valid UTF-8" in err
+    assert _titles(url) == []
+
+
+def test_json_and_export_are_utf8_whatever_the_locale(
+    url: str, fresh_sqlite_url: Callable[[], DatabaseURL]
+) -> None:
+    title = "café ✓ 😀"
+    ok(url, "add", title)
+    latin1 = {"PYTHONIOENCODING": "latin-1"}
+    listing = run(url, "list", "--json", env=latin1)
+    assert json.loads(listing.stdout.decode("utf-8"))["items"][0]["title"] == title
+    exported = run(url, "export", env=latin1)
+    assert json.loads(exported.stdout.decode("utf-8"))["title"] == title
+    # `export > file` and `import file` agree, in a latin-1 shell too.
+    other = fresh_sqlite_url().reveal()
+    ok(other, "migrate")
+    ok(other, "import", "-", stdin=exported.stdout, env=latin1)
+    assert _titles(other) == [title]
+    # Text for people follows the terminal: what latin-1 cannot show is escaped.
+    table = run(url, "list", env=latin1)
+    assert table.returncode == 0
+    assert "café \\u2713 \\U0001f600" in table.stdout.decode("latin-1")
+
+
+# -- what reaches the terminal ----------------------------------------------------------
+
+
+def test_control_characters_never_reach_the_terminal_raw(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def cli(*args: str, code: int = 0) -> str:
+        try:
+            result = main(["--db", url, "--user", USER, *args])
+        except SystemExit as exc:
+            result = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        assert result == code, err
+        return out if code == 0 else err
+
+    evil = "\x1b[2K\rdeadbeef [x] paid the rent"
+    added = json.loads(cli("add", evil, "-d", "line\n\x1b[31mred\u202e", "--json"))
+    assert added["title"] == evil, "stored and shown in JSON exactly"
+    task_id = added["id"]
+    for args in (["list"], ["show", task_id[:8]], ["done", task_id], ["add", "\u202eok"]):
+        for line in cli(*args).splitlines():
+            assert line.isprintable(), (args, line)
+    assert "\\x1b[2K\\rdeadbeef" in cli("list")
+    # JSON output is json.dumps exactly: the program reading it gets the title back.
+    assert json.dumps(evil, ensure_ascii=False) in cli("list", "--json")
+    # An id typed by the user comes back escaped in the error, on one line.
+    err = cli("show", "ab\x1b[31mcd\u202e\nforged", code=3)
+    assert err.startswith("todo-app: error: no task ")
+    assert err.count("\n") == 1
+    assert err[:-1].isprintable()
+    assert "ab\\x1b[31mcd" in err
+
+
+# -- the process around a command -------------------------------------------------------
+
+
+def test_the_fast_exit_still_runs_atexit_handlers_and_flushes(url: str) -> None:
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+        f"sys.argv = ['todo-app', '--db', {url!r}, '--user', 'x', 'stats']\n"
+        "from todo_app.cli import main\n"
+        "main()\n"
+        "raise AssertionError('main() without arguments ends the process')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "atexit ran\n"
+    assert result.stdout.endswith("total            0\n")
+    usage = subprocess.run(
+        [sys.executable, "-m", "todo_app", "--db", url, "list", "--limit", "many"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert usage.returncode == EXIT_USAGE
+    assert "invalid int value: 'many'" in usage.stderr
+
+
+def test_in_process_the_cli_leaves_the_collector_alone(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gc
+
+    assert main(["--db", url, "--user", USER, "stats"]) == 0
+    assert gc.isenabled()
+    assert "total" in capsys.readouterr().out

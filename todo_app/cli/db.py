@@ -1,0 +1,84 @@
+"""How a command reaches the tasks: one database context per command, and the
+repository of ``--user``. Every read and write goes through ``TaskRepository``.
+
+The ORM is imported here, when a command opens the database, never before: ``--help``
+and argument errors answer without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from todo_app.cli import process
+from todo_app.cli.exits import EXIT_NOT_FOUND, EXIT_SCHEMA, EXIT_USAGE, CliError
+
+if TYPE_CHECKING:
+    from tortoise.backends.base.client import BaseDBAsyncClient
+
+    from todo_app.repository import TaskRepository
+
+__all__ = ["database", "default_user", "repository", "task_id"]
+
+#: The shortest id prefix a user may type: shorter ones match too much to be useful.
+MIN_PREFIX = 4
+
+
+def default_user() -> str:
+    return os.environ.get("TODO_USER") or getpass.getuser()
+
+
+@contextlib.asynccontextmanager
+async def database(
+    args: argparse.Namespace, *, check_schema: bool = True
+) -> AsyncIterator[BaseDBAsyncClient]:
+    """A Tortoise context on ``--db`` for the length of one command; unless told
+    otherwise, refuses (exit 7) a database whose schema this version cannot use."""
+    from tortoise.context import TortoiseContext
+
+    from todo_app.checks import SchemaOutOfDate, ensure_schema_current
+    from todo_app.config import tortoise_config
+
+    # One name per dialect: Tortoise caches compiled SQL per connection name for the
+    # life of the process (commands run in-process, e.g. from tests, share it).
+    name = f"cli_{args.db.dialect}"
+    async with TortoiseContext() as context:
+        config = tortoise_config(args.db, connection_name=name, settings=args.settings)
+        await context.init(config=config)
+        connection = context.connections.get(name)
+        if check_schema:
+            try:
+                await ensure_schema_current(connection)
+            except SchemaOutOfDate as exc:
+                raise CliError(str(exc), EXIT_SCHEMA) from None
+        process.resume_gc()
+        yield connection
+
+
+def repository(args: argparse.Namespace) -> TaskRepository:
+    from todo_app.repository import TaskRepository
+
+    return TaskRepository(args.user)
+
+
+async def task_id(args: argparse.Namespace, repo: TaskRepository) -> uuid.UUID:
+    """The task id the user typed: a whole UUID, or a unique prefix of one."""
+    typed = args.id.strip().lower()
+    with contextlib.suppress(ValueError):
+        return uuid.UUID(typed)
+    if len(typed) < MIN_PREFIX or any(c not in "0123456789abcdef-" for c in typed):
+        raise CliError(
+            f"no task {args.id!r}: give its id or at least {MIN_PREFIX} of its first characters",
+            EXIT_NOT_FOUND,
+        )
+    matches = await repo.ids_starting_with(typed, limit=2)
+    if not matches:
+        raise CliError(f"no task {args.id!r}", EXIT_NOT_FOUND)
+    if len(matches) > 1:
+        raise CliError(f"{args.id!r} matches several tasks: type more of the id", EXIT_USAGE)
+    return matches[0]

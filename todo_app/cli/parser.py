@@ -1,0 +1,186 @@
+"""The command line's grammar: every verb, its arguments and its handler.
+
+Values that belong to the package are taken from it, not repeated: the statuses
+``--status`` accepts come from ``TaskStatus``, the page sizes ``--limit`` names from
+the repository. The repository is slow to import, so its numbers are read only
+when ``list --help`` is shown; the bounds themselves are enforced by the repository
+(``--limit 0`` is exit 5, as through the API).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from todo_app.cli import migrations, tasks, transfer
+from todo_app.cli.exits import EXIT_CODES_HELP, output_error
+from todo_app.rules import TaskStatus
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+__all__ = ["build_parser"]
+
+Handler = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse ignores a failed write of its help; here a closed stdout ends the
+    process like any other output does (quietly, 141)."""
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if not message:
+            return
+        stream = file or sys.stderr
+        to_stdout = stream is sys.stdout
+        try:
+            stream.write(message)
+            if to_stdout:
+                sys.stdout.flush()
+        except OSError as exc:
+            if to_stdout:
+                raise output_error(exc) from None
+        except AttributeError:  # the stream is None
+            pass
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills ``%(max_page_size)s`` and ``%(default_page_size)s`` from the repository
+    when help is shown, and only then."""
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        if action.help and "_page_size)s" in action.help:
+            import inspect
+
+            from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
+
+            default = inspect.signature(TaskRepository.list).parameters["limit"].default
+            action.help = action.help.replace("%(max_page_size)s", str(MAX_PAGE_SIZE))
+            action.help = action.help.replace("%(default_page_size)s", str(default))
+        return super()._expand_help(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="todo-app",
+        description="Owner-scoped tasks on SQLite or PostgreSQL.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help="database URL (default: DATABASE_URL, else the embedded SQLite file)",
+    )
+    parser.add_argument(
+        "--user",
+        metavar="ID",
+        default=None,
+        help="owner of the tasks (default: $TODO_USER, else your user name)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Handler, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def with_json(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return sub
+
+    def with_id(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("id", help="task id, or a unique prefix of it (4+ characters)")
+        return sub
+
+    def with_version(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--expect-version",
+            type=int,
+            metavar="N",
+            help="refuse (exit 4) unless the task is at this version",
+        )
+        return sub
+
+    def with_lock_timeout(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--lock-timeout",
+            type=float,
+            default=300.0,
+            metavar="SECONDS",
+            help="wait at most this long for another migration's lock (default 300)",
+        )
+        return sub
+
+    # -- the schema ----------------------------------------------------------------
+    with_lock_timeout(
+        command("migrate", migrations.cmd_migrate, "apply pending migrations (idempotent)")
+    )
+    down = with_lock_timeout(
+        command(
+            "downgrade",
+            migrations.cmd_downgrade,
+            "show, then (with --yes) revert the newest migration(s)",
+        )
+    )
+    down.add_argument("--steps", type=int, default=1, help="how many (default 1)")
+    down.add_argument("--yes", action="store_true", help="confirm: this drops data")
+    install = command(
+        "install-migrations",
+        migrations.cmd_install_migrations,
+        "copy todo_app's migrations into a host's Aerich folder (never overwrites)",
+    )
+    install.add_argument(
+        "--location",
+        help="the host's Aerich location (default: [tool.aerich] of ./pyproject.toml)",
+    )
+    command("history", migrations.cmd_history, "list migrations, [x] = applied")
+    check = command(
+        "check",
+        migrations.cmd_check,
+        "fail if models drifted from the migrations or the database is not at head",
+    )
+    check.add_argument("--drift-only", action="store_true", help="skip the database check")
+
+    # -- tasks -----------------------------------------------------------------------
+    add = with_json(command("add", tasks.cmd_add, "add a task"))
+    add.add_argument("title")
+    add.add_argument("-d", "--description")
+    add.add_argument("--done", action="store_true", help="add it as completed")
+
+    listing = with_json(command("list", tasks.cmd_list, "list tasks, newest first"))
+    listing.add_argument("--status", choices=[status.value for status in TaskStatus])
+    listing.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="page size, 1..%(max_page_size)s (default %(default_page_size)s; "
+        "with --all, %(max_page_size)s)",
+    )
+    listing.add_argument("--cursor", help="continue after a previous page")
+    listing.add_argument("--oldest", action="store_true", help="oldest first")
+    listing.add_argument("--all", action="store_true", help="every page, not just the first")
+
+    with_json(with_id(command("show", tasks.cmd_show, "show one task")))
+    edit = with_version(
+        with_id(command("edit", tasks.cmd_edit, "change a task's title or description"))
+    )
+    edit.add_argument("--title")
+    edit.add_argument("-d", "--description")
+    edit.add_argument("--clear-description", action="store_true")
+    with_version(with_id(command("done", tasks.cmd_done, "mark a task completed")))
+    with_version(with_id(command("reopen", tasks.cmd_reopen, "mark a task pending again")))
+    with_version(with_id(command("rm", tasks.cmd_rm, "delete a task")))
+    with_json(command("stats", tasks.cmd_stats, "count tasks by status"))
+
+    # -- files ---------------------------------------------------------------------
+    imp = command("import", transfer.cmd_import, "import JSON lines, UTF-8 (all or nothing)")
+    imp.add_argument("file", help="file of JSON lines, or - for stdin")
+    exp = command("export", transfer.cmd_export, "export tasks as JSON lines, UTF-8")
+    exp.add_argument("file", nargs="?", default="-", help="output file (default: stdout)")
+
+    command("demo", tasks.cmd_demo, "migrate and show a short tour with two users")
+    return parser

@@ -1,0 +1,149 @@
+"""``import`` and ``export``: tasks as JSON lines, in files or on stdin/stdout.
+
+JSON lines are UTF-8 by definition, so input is decoded as UTF-8 whatever the locale
+or ``PYTHONIOENCODING`` say (stdin is read through ``sys.stdin.buffer``); a UTF-8
+byte-order mark at the start is skipped (Windows editors write one); bytes that are
+not UTF-8 are reported with their line number. The whole input is read and checked
+before the database is opened: a file that cannot be read, or one bad line, and
+nothing is imported.
+
+A file that cannot be opened, read or written is reported as what it is,
+``cannot read PATH: REASON`` / ``cannot write PATH: REASON``, with exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import contextlib
+import sys
+from collections.abc import Iterable, Iterator
+from typing import IO, TYPE_CHECKING, TextIO
+
+from todo_app.cli.db import database, repository
+from todo_app.cli.exits import EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, CliError
+from todo_app.cli.render import Progress, json_line, say, say_json_line
+
+if TYPE_CHECKING:
+    from todo_app.schemas import TaskCreate
+
+__all__ = ["cmd_export", "cmd_import", "read_lines"]
+
+STDIN = "-"
+#: What an exported task keeps: enough to import it again, with its id.
+EXPORTED_FIELDS = ("id", "title", "description", "status")
+
+
+def read_lines(raw: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line of UTF-8 input; a leading BOM skipped."""
+    for number, line in enumerate(raw, start=1):
+        if number == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]
+        try:
+            yield number, line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CliError(
+                f"line {number}: not valid UTF-8 (nothing imported)", EXIT_VALIDATION
+            ) from None
+
+
+def _parse(lines: Iterable[tuple[int, str]]) -> list[TaskCreate]:
+    import pydantic
+
+    from todo_app.schemas import TaskCreate
+
+    items: list[TaskCreate] = []
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            items.append(TaskCreate.model_validate_json(line))
+        except pydantic.ValidationError as exc:
+            error = exc.errors(include_input=False)[0]
+            where = ".".join(str(part) for part in error["loc"]) or "line"
+            raise CliError(
+                f"line {number}: {where}: {error['msg']} (nothing imported)", EXIT_VALIDATION
+            ) from None
+    return items
+
+
+def _read(path: str) -> list[TaskCreate]:
+    """Every task of ``path`` (``-``: stdin), validated, before any database work."""
+    name = "standard input" if path == STDIN else path
+    try:
+        if path != STDIN:
+            with open(path, "rb") as source:
+                return _parse(read_lines(source))
+        if sys.stdin is None:
+            raise CliError("cannot read standard input: it is closed", EXIT_USAGE)
+        binary: IO[bytes] | None = getattr(sys.stdin, "buffer", None)
+        if binary is None:  # replaced by an already-decoded stream (tests, embedding)
+            return _parse(enumerate(sys.stdin, start=1))
+        return _parse(read_lines(binary))
+    except OSError as exc:  # missing, unreadable, a directory, an I/O error half-way
+        raise CliError(f"cannot read {name}: {exc.strerror or exc}", EXIT_USAGE) from None
+
+
+async def cmd_import(args: argparse.Namespace) -> int:
+    items = _read(args.file)
+    progress = Progress(len(items), "importing")
+    async with database(args):
+        count = await repository(args).bulk_create(items, progress=progress)
+    say(f"imported {count} task(s)")
+    return EXIT_OK
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    from todo_app.repository import MAX_PAGE_SIZE
+
+    path = None if args.file == STDIN else args.file
+    count = 0
+    async with database(args):
+        repo = repository(args)
+        out = sys.stdout if path is None else _create(path)
+        try:
+            cursor = None
+            while True:
+                page = await repo.list(limit=MAX_PAGE_SIZE, cursor=cursor, order="oldest")
+                for task in page.items:
+                    row = task.model_dump(mode="json", include=set(EXPORTED_FIELDS))
+                    _write(json_line({key: row[key] for key in EXPORTED_FIELDS}), out, path)
+                    count += 1
+                if not (cursor := page.next_cursor):
+                    break
+        except BaseException:
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    out.close()
+            raise
+        if path is not None:
+            _close(out, path)
+    if path is not None:
+        say(f"exported {count} task(s) to {path}")
+    return EXIT_OK
+
+
+def _create(path: str) -> TextIO:
+    try:
+        return open(path, "w", encoding="utf-8")  # closed by cmd_export
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+
+
+def _write(line: str, out: TextIO, path: str | None) -> None:
+    """One line to the export file (``path``) or stdout (None). The file's failure (a
+    full disk) is a file error; stdout's is the CLI's (a closed pipe is no error)."""
+    if path is None:
+        say_json_line(line)
+        return
+    try:
+        out.write(line)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+
+
+def _close(out: TextIO, path: str) -> None:
+    try:
+        out.close()  # flushes: a full disk may only show here
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}", EXIT_USAGE) from None
