@@ -7,17 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import DIALECTS, FreshURL
 from todo_app.cli import main
 from todo_app.repository import MAX_PAGE_SIZE
-from todo_app.settings import DatabaseURL
-
-FreshURL = Callable[[str], Awaitable[DatabaseURL]]
-DIALECTS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=DIALECTS)

@@ -93,6 +93,9 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
     monkeypatch.setattr(process, "_gc_paused", False)  # restored after the test
     monkeypatch.setattr(process.atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
     monkeypatch.setattr(process.os, "_exit", fake_exit)
+    # A lone-threaded process, as the CLI is: threads other tests left in this pytest
+    # process (thread pools, say) must not turn the fast exit into a normal one here.
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     yield calls
     gc.unfreeze()
     gc.enable()
@@ -127,7 +130,10 @@ def test_a_usage_error_exits_with_its_code(
     assert capsys.readouterr().err == "a message from sys.exit\n"
 
 
-def test_a_running_thread_gets_a_normal_exit(exits: list[object]) -> None:
+def test_a_running_thread_gets_a_normal_exit(
+    exits: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
     release = threading.Event()
     worker = threading.Thread(target=release.wait)
     worker.start()

@@ -87,11 +87,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from todo_app.cli.db import default_user
     from todo_app.cli.exits import first_line, translate
+    from todo_app.connection import check_url
     from todo_app.settings import DatabaseURL, DatabaseURLError, get_settings
 
     try:
         settings = get_settings()  # refuses a .env it cannot parse, naming file and line
-        url: DatabaseURL = DatabaseURL(args.db).check() if args.db else settings.database_url
+        url: DatabaseURL = check_url(DatabaseURL(args.db)) if args.db else settings.database_url
     except DatabaseURLError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except ValueError as exc:  # pydantic's ValidationError: a bad setting
