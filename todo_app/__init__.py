@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from todo_app.checks import ensure_schema_current
-    from todo_app.config import APP_LABEL, app_config, tortoise_config
+    from todo_app.config import APP_LABEL, app_config, connection_entry, tortoise_config
     from todo_app.errors import (
         ForeignAerichTable,
         MigrationDataError,
@@ -85,6 +85,7 @@ _EXPORTS: dict[str, str] = {
     "TaskUpdate": "todo_app.schemas",
     "TaskValidationError": "todo_app.errors",
     "app_config": "todo_app.config",
+    "connection_entry": "todo_app.config",
     "applied_migrations": "todo_app.migrator",
     "check_drift": "todo_app.migrator",
     "downgrade": "todo_app.migrator",
@@ -133,6 +134,7 @@ __all__ = [
     "TaskValidationError",
     "TodoAppError",
     "app_config",
+    "connection_entry",
     "applied_migrations",
     "check_drift",
     "downgrade",
