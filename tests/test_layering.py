@@ -78,3 +78,11 @@ def test_the_schemas_and_rules_load_no_orm() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_public_api_is_one_table_and_every_name_resolves() -> None:
+    import todo_app
+
+    assert sorted(todo_app.__all__) == sorted(todo_app._EXPORTS)
+    for name in todo_app.__all__:
+        assert getattr(todo_app, name) is not None, name
