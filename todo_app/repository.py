@@ -31,7 +31,6 @@ from todo_app.errors import (
 from todo_app.models import Task, TaskStatus, utc_now
 from todo_app.pagination import Cursor, Order
 from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
-from todo_app.transactions import write_transaction
 
 __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]
 
@@ -280,9 +279,7 @@ class TaskRepository:
         if not rows:
             return 0
         runner = _runner()
-        # One transaction (a savepoint inside the caller's), with the dialect's write lock.
-        async with write_transaction(runner.db.connection_name) as tx:
-            await runner.dialect.bulk_insert(tx, rows, seen, _report(progress))
+        await runner.dialect.bulk_insert(runner.db, rows, seen, _report(progress))
         return len(rows)
 
     @_guarded

@@ -204,14 +204,14 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     async def bulk_insert(
         self,
-        tx: BaseDBAsyncClient,
+        db: BaseDBAsyncClient,
         rows: list[tuple[Any, ...]],
         ids: set[Any],
         progress: Progress,
     ) -> None:
-        """Insert ``rows`` (in ``Statements.columns`` order) in the write transaction
-        ``tx``, after checking that none of the client-chosen ``ids`` is taken
-        (``TaskConflict``, which rolls the transaction back)."""
+        """Insert ``rows`` (in ``Statements.columns`` order) in one transaction of its
+        own (a savepoint inside a caller's), after checking that none of the
+        client-chosen ``ids`` is taken (``TaskConflict``, which rolls it back)."""
 
     async def begin_write(self, tx: BaseDBAsyncClient) -> None:  # noqa: B027 - optional hook
         """Called right after a top-level write transaction began: take whatever lock

@@ -4,7 +4,7 @@
   (Tortoise's wrapper around the pool costs as much as the pool itself), on the
   caller's transaction connection inside one; checkouts made for the package's own
   statements are marked clean (``todo_app.pool``).
-* Bulk imports go in with COPY, in the repository's transaction.
+* Bulk imports go in with COPY.
 * Errors are classified by SQLSTATE (asyncpg's exception classes), constraint and
   column names from the error's own fields.
 * Migrations: a transaction-scoped advisory lock, polled so the wait can be reported
@@ -162,25 +162,30 @@ class PostgresDialect(Dialect):
 
     async def bulk_insert(
         self,
-        tx: BaseDBAsyncClient,
+        db: BaseDBAsyncClient,
         rows: list[tuple[Any, ...]],
         ids: set[Any],
         progress: Progress,
     ) -> None:
-        """Client ids checked in one query, then COPY in batches."""
+        """Client ids checked in one query, then COPY in batches, in one asyncpg
+        transaction on one checkout (a savepoint inside a caller's transaction)."""
         table = self.statements.table.strip('"')
-        async with tx.acquire_connection() as connection:
-            if ids and await connection.fetchval(
-                f'SELECT count(*) FROM "{table}" WHERE "id" = ANY($1::uuid[])', list(ids)
-            ):
-                raise TaskConflict("an item's id is already in use")
-            for start in range(0, len(rows), _COPY_BATCH):
-                batch = rows[start : start + _COPY_BATCH]
-                await connection.copy_records_to_table(
-                    table, records=batch, columns=self.statements.columns
-                )
-                if progress is not None:
-                    progress(start + len(batch))
+        wrapper = db.acquire_connection()
+        async with wrapper as connection:
+            if isinstance(wrapper, PoolConnectionWrapper):
+                mark_clean(connection)  # our own checkout, only our statements
+            async with connection.transaction():
+                if ids and await connection.fetchval(
+                    f'SELECT count(*) FROM "{table}" WHERE "id" = ANY($1::uuid[])', list(ids)
+                ):
+                    raise TaskConflict("an item's id is already in use")
+                for start in range(0, len(rows), _COPY_BATCH):
+                    batch = rows[start : start + _COPY_BATCH]
+                    await connection.copy_records_to_table(
+                        table, records=batch, columns=self.statements.columns
+                    )
+                    if progress is not None:
+                        progress(start + len(batch))
 
     # -- errors ---------------------------------------------------------------------
 

@@ -98,29 +98,36 @@ class SQLiteDialect(Dialect):
 
     async def bulk_insert(
         self,
-        tx: BaseDBAsyncClient,
+        db: BaseDBAsyncClient,
         rows: list[tuple[Any, ...]],
         ids: set[Any],
         progress: Progress,
     ) -> None:
-        """Batched INSERTs in the repository's write transaction."""
+        """Batched INSERTs in one write transaction (the write lock taken up front)."""
+        from tortoise.backends.base.client import NestedTransactionContext
+        from tortoise.transactions import in_transaction
+
         table = self.statements.table
-        wanted = [self.value(task_id) for task_id in ids]
-        for start in range(0, len(wanted), _BATCH):
-            chunk = wanted[start : start + _BATCH]
-            marks = ", ".join(self.param(n) for n in range(1, len(chunk) + 1))
-            _, taken = await tx.execute_query(
-                f'SELECT 1 FROM {table} WHERE "id" IN ({marks}) LIMIT 1', chunk
-            )
-            if taken:
-                raise TaskConflict("an item's id is already in use")
-        for start in range(0, len(rows), _BATCH):
-            batch = rows[start : start + _BATCH]
-            await tx.execute_many(
-                self.statements.insert, [[self.value(v) for v in row] for row in batch]
-            )
-            if progress is not None:
-                progress(start + len(batch))
+        context = in_transaction(db.connection_name)
+        async with context as tx:
+            if not isinstance(context, NestedTransactionContext):
+                await self.begin_write(tx)
+            wanted = [self.value(task_id) for task_id in ids]
+            for start in range(0, len(wanted), _BATCH):
+                chunk = wanted[start : start + _BATCH]
+                marks = ", ".join(self.param(n) for n in range(1, len(chunk) + 1))
+                _, taken = await tx.execute_query(
+                    f'SELECT 1 FROM {table} WHERE "id" IN ({marks}) LIMIT 1', chunk
+                )
+                if taken:
+                    raise TaskConflict("an item's id is already in use")
+            for start in range(0, len(rows), _BATCH):
+                batch = rows[start : start + _BATCH]
+                await tx.execute_many(
+                    self.statements.insert, [[self.value(v) for v in row] for row in batch]
+                )
+                if progress is not None:
+                    progress(start + len(batch))
 
     async def begin_write(self, tx: BaseDBAsyncClient) -> None:
         # Swap the deferred BEGIN Tortoise just issued for an immediate one. The
