@@ -104,6 +104,7 @@ async def test_fails_holding_a_connection(todo_sqlite):
 """
 
 INTERRUPTED = """
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -118,6 +119,9 @@ async def test_interrupted_holding_a_connection(todo_sqlite):
     await Order.create(title="left behind")
     Path("reached").write_text("the test held a connection when interrupted")
     os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C does
+    # The signal is handled at the loop's next turn: wait here for it, or a busy
+    # machine may let the test finish first and the interrupt be lost.
+    await asyncio.sleep(30)
 """
 
 SESSION_LOOPS = """
