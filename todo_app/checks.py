@@ -12,15 +12,11 @@ handful of catalog queries, once per process.
 
 from __future__ import annotations
 
-import logging
-
 from todo_app.errors import SchemaOutOfDate
 from todo_app.guard import inspect_schema, schema_verdict
 from todo_app.migrator import Target, _connection, _translated
 
 __all__ = ["SchemaOutOfDate", "ensure_schema_current", "schema_verdict"]
-
-logger = logging.getLogger("todo_app.migrations")
 
 
 async def ensure_schema_current(target: Target = None, *, allow_newer: bool = True) -> None:
