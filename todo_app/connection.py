@@ -421,8 +421,10 @@ async def connect_once(credentials: dict[str, Any]) -> Any:
 
 
 def is_connection_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database could not be reached or would not let us in
-    (as opposed to refusing a statement): the CLI's "unreachable", exit 6."""
+    """Whether ``exc`` says the database could not be reached, would not let us in, or
+    the connection is gone or unusable (as opposed to refusing a statement): the CLI's
+    "unreachable" (exit 6), the repository's ``TaskStoreUnavailable``, a migration's
+    pass-through. The one list of these, for every caller."""
     import asyncpg
     from tortoise.exceptions import DBConnectionError
 
@@ -437,7 +439,12 @@ def is_connection_failure(exc: BaseException) -> bool:
         | asyncpg.exceptions.InvalidAuthorizationSpecificationError
         | asyncpg.exceptions.InvalidCatalogNameError
         | asyncpg.exceptions.ClientConfigurationError
-        | asyncpg.exceptions.InterfaceError,
+        | asyncpg.exceptions.InterfaceError
+        # Operator intervention (a restart, a standby still starting) and asyncpg's
+        # own state machine when the server vanished mid-operation.
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.InternalClientError,
     )
 
 

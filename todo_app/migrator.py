@@ -138,10 +138,6 @@ async def _connection(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
         Task._meta.default_connection = bound_to
 
 
-def _dialect(db: BaseDBAsyncClient) -> str:
-    return str(db.capabilities.dialect)
-
-
 def _marks(db: BaseDBAsyncClient, count: int) -> list[str]:
     dialect = dialect_for(db)
     return [dialect.param(n) for n in range(1, count + 1)]

@@ -25,7 +25,7 @@ from tortoise.backends.base.client import (
     TransactionalDBClient,
 )
 
-from todo_app.connection import connection_failure
+from todo_app.connection import connection_failure, is_connection_failure
 from todo_app.dialects.base import Dialect, Progress, Rows, field_of_constraint, refused
 from todo_app.errors import (
     MigrationLockTimeout,
@@ -50,21 +50,6 @@ ADVISORY_LOCK_KEY: Final = int.from_bytes(b"todo_app", "big", signed=True)
 _STATEMENT_BACKSTOP: Final = 24 * 3600.0
 _POLL_SECONDS: Final = 0.2
 _REPORT_EVERY: Final = 5.0
-
-#: The connection is gone or unusable: the operation did not reach the server, or its
-#: answer did not reach us (class 08, operator intervention, asyncpg's own states).
-_LOST: Final = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InvalidCatalogNameError,
-    asyncpg.InvalidAuthorizationSpecificationError,
-    asyncpg.TargetServerAttributeNotMatched,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
 
 _LOCK_HOLDER: Final = """
 SELECT a.pid, coalesce(a.application_name, '') AS application,
@@ -107,11 +92,6 @@ def _driver_error(exc: BaseException) -> BaseException:
             return seen
         seen = seen.__cause__ or seen.__context__
     return exc
-
-
-def connection_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` means the connection (not the statement) failed."""
-    return isinstance(_driver_error(exc), _LOST)
 
 
 class PostgresDialect(Dialect):
@@ -219,7 +199,7 @@ class PostgresDialect(Dialect):
         if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
             # A standby, or a primary being demoted: a failover is under way.
             return TaskStoreUnavailable("the database is read-only (a standby?); retry")
-        if isinstance(error, _LOST):
+        if isinstance(error, OSError) or is_connection_failure(error):
             return TaskStoreUnavailable(f"the database is unavailable: {connection_failure(error)}")
         if isinstance(error, asyncpg.PostgresError):
             said = (str(error).splitlines() or [""])[0][:200]
