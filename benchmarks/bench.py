@@ -589,7 +589,13 @@ class PooledRaw(RawPostgres):
 
 
 async def run(
-    dialect: str, size: int, ops: int, mix_seconds: float, bulk_size: int, pg: DatabaseURL
+    dialect: str,
+    size: int,
+    ops: int,
+    mix_seconds: float,
+    bulk_size: int,
+    pg: DatabaseURL,
+    only: set[str] | None = None,
 ) -> list[str]:
     print(f"\n== {dialect}, {size:,} rows", flush=True)
     warmup = max(10, ops // 10)
@@ -660,6 +666,8 @@ async def run(
             "delete": lambda c, n: c.delete(*reversed(target(c, n, 2))),  # type: ignore[attr-defined]
             "counts": lambda c, n: c.counts(picks[n][1]),  # type: ignore[attr-defined]
         }
+        if only is not None:
+            operations = {label: op for label, op in operations.items() if label in only}
         results: dict[str, dict[str, tuple[float, float]]] = {}
         for label, op in operations.items():
             times = await interleaved(contenders, op, ops, warmup)
@@ -679,7 +687,7 @@ async def run(
             bulk_ops["raw COPY"] = lambda o: raw.bulk_copy(o, bulk_size)  # type: ignore[attr-defined]
             bulk_ops["sqlalchemy"] = lambda o: contenders[3].bulk(o, bulk_size)  # type: ignore[attr-defined]
         bulk_ops["raw executemany"] = lambda o: raw.bulk_executemany(o, bulk_size)  # type: ignore[attr-defined]
-        for repeat in range(3):
+        for repeat in range(3 if only is None or "bulk" in only else 0):
             order = list(bulk_ops.items())
             order = order[repeat % len(order) :] + order[: repeat % len(order)]
             for label, fn in order:
@@ -696,7 +704,7 @@ async def run(
             pooled.name = "raw+parse (pool 10)"
             await pooled.open()
             mixers += [pooled, contenders[3]]
-        for label_contender in mixers + mixers[::-1]:
+        for label_contender in mixers + mixers[::-1] if only is None or "mix" in only else []:
             count = await mixed_load(label_contender, mix_seconds / 2, owners, ids)
             mix[label_contender.name] = mix.get(label_contender.name, 0) + count / mix_seconds
         for contender in contenders:
@@ -711,15 +719,16 @@ async def run(
 
 def report(dialect: str, size: int, ops: int, results: dict[str, dict[str, tuple[float, float]]],
            bulk: dict[str, list[float]], bulk_size: int, mix: dict[str, float], mix_seconds: float) -> list[str]:  # fmt: skip
-    names = list(next(iter(results.values())))
     lines = [f"### {dialect}, {size:,} rows ({ops:,} timed calls per op, medians / p95 in µs)", ""]
-    header = (
-        "| op | "
-        + " | ".join(names)
-        + " | todo_app / raw+parse |"
-        + (" sqlalchemy / raw+parse |" if "sqlalchemy" in names else "")
-    )
-    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    if results:
+        names = list(next(iter(results.values())))
+        header = (
+            "| op | "
+            + " | ".join(names)
+            + " | todo_app / raw+parse |"
+            + (" sqlalchemy / raw+parse |" if "sqlalchemy" in names else "")
+        )
+        lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for label, by_name in results.items():
         base = by_name["raw+parse"][0]
         cells = [f"{m * 1e6:.0f} / {p * 1e6:.0f}" for m, p in by_name.values()]
@@ -727,22 +736,23 @@ def report(dialect: str, size: int, ops: int, results: dict[str, dict[str, tuple
         if "sqlalchemy" in by_name:
             row += f" {by_name['sqlalchemy'][0] / base:.2f}x |"
         lines.append(row)
-    lines += ["", f"Bulk import of {bulk_size:,} tasks (median of 3, seconds):", ""]
-    reference = statistics.median(bulk.get("raw COPY") or bulk["raw executemany"])
-    for label, samples in bulk.items():
-        value = statistics.median(samples)
-        lines.append(
-            f"- {label}: {value:.3f}s ({value / reference:.2f}x {'COPY' if 'raw COPY' in bulk else 'executemany'})"
-        )
-    lines += [
-        "",
-        f"Concurrent mix (50 coroutines, {mix_seconds:g}s, 40% get / 20% list / 20% create / 20% counts):",
-        "",
-    ]
-    reference_mix = mix.get("raw+parse (pool 10)")
-    for label, rate in mix.items():
-        ratio = f" ({rate / reference_mix:.2f}x raw)" if reference_mix else ""
-        lines.append(f"- {label}: {rate:,.0f} ops/s{ratio}")
+    if bulk:
+        lines += ["", f"Bulk import of {bulk_size:,} tasks (median of 3, seconds):", ""]
+        reference = statistics.median(bulk.get("raw COPY") or bulk["raw executemany"])
+        unit = "COPY" if "raw COPY" in bulk else "executemany"
+        for label, samples in bulk.items():
+            value = statistics.median(samples)
+            lines.append(f"- {label}: {value:.3f}s ({value / reference:.2f}x {unit})")
+    if mix:
+        lines += [
+            "",
+            f"Concurrent mix (50 coroutines, {mix_seconds:g}s, 40% get / 20% list / 20% create / 20% counts):",
+            "",
+        ]
+        reference_mix = mix.get("raw+parse (pool 10)")
+        for label, rate in mix.items():
+            ratio = f" ({rate / reference_mix:.2f}x raw)" if reference_mix else ""
+            lines.append(f"- {label}: {rate:,.0f} ops/s{ratio}")
     lines.append("")
     print("\n".join(lines), flush=True)
     return lines
@@ -760,6 +770,12 @@ async def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--pg-url", default=None, help="PostgreSQL server (default TEST_DATABASE_URL)"
     )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="what to time, comma-separated: op labels (get, create, ...), bulk, mix "
+        "(default: all)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     pg = DatabaseURL(args.pg_url) if args.pg_url else get_settings().test_database_url
@@ -767,12 +783,15 @@ async def main(argv: list[str] | None = None) -> Path:
         f"# todo_app benchmark, {dt.date.today()} on {socket.gethostname()}",
         "",
         f"Python {sys.version.split()[0]}, PostgreSQL server {pg}, "
-        f"`python -m benchmarks.bench --sizes {args.sizes} --ops {args.ops}`.",
+        f"`python -m benchmarks.bench --sizes {args.sizes} --ops {args.ops}"
+        + (f" --only {args.only}" if args.only else "")
+        + "`.",
         "",
     ]
+    only = {part.strip() for part in args.only.split(",")} if args.only else None
     for size in (int(s) for s in args.sizes.split(",")):
         for dialect in args.dialects.split(","):
-            lines += await run(dialect, size, args.ops, args.mix_seconds, args.bulk, pg)
+            lines += await run(dialect, size, args.ops, args.mix_seconds, args.bulk, pg, only)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{dt.date.today()}-{socket.gethostname()}.md"
     # Several runs on one day (say 10k/100k, then the opt-in 1M) share the file.

@@ -106,3 +106,123 @@ async def test_only_the_packages_own_checkouts_skip_the_reset(
         await connection.execute("SELECT 1")
     await repo.counts()
     assert resets == ["skipped", "reset", "skipped"]
+
+
+# -- giving a clean checkout back without asyncpg's shielded task (pool.release_clean) --
+
+
+def idle(pool: Any) -> tuple[int, int]:
+    return pool.get_idle_size(), pool.get_size()
+
+
+def pool_releases(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Connections given back through ``asyncpg.Pool.release`` from now on."""
+    import asyncpg
+
+    released: list[Any] = []
+    release = asyncpg.Pool.release
+
+    async def counting(self: Any, connection: Any, **kwargs: Any) -> None:
+        released.append(connection)
+        await release(self, connection, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Pool, "release", counting)
+    return released
+
+
+async def test_a_clean_checkout_goes_back_without_pool_release(
+    one_connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from todo_app.pool import direct_release
+
+    assert direct_release(), "the pinned asyncpg has the holder API: the fast path is on"
+    repo = TaskRepository("alice")
+    task = await repo.create(TaskCreate(title="fast"))
+    pool = one_connection._pool
+    shielded = pool_releases(monkeypatch)
+    for _ in range(3):
+        assert (await repo.get(task.id)).title == "fast"
+    assert shielded == []
+    assert idle(pool) == (1, 1), "the one connection is back in the pool"
+
+
+async def test_a_failed_statement_goes_back_through_pool_release(
+    one_connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from todo_app.dialects import Runner
+    from todo_app.errors import TaskStoreError
+
+    await TaskRepository("alice").counts()  # the pool opens on first use
+    pool = one_connection._pool
+    shielded = pool_releases(monkeypatch)
+    with pytest.raises(Exception, match="division by zero") as caught:
+        await Runner(one_connection).fetch("SELECT 1 / 0")
+    assert not isinstance(caught.value, TaskStoreError)  # the driver's error, untranslated
+    assert len(shielded) == 1
+    assert idle(pool) == (1, 1)
+    assert await TaskRepository("alice").counts() is not None
+
+
+async def test_without_the_holder_api_pool_release_does_it(
+    one_connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import todo_app.pool
+
+    repo = TaskRepository("alice")
+    task = await repo.create(TaskCreate(title="slow path"))
+    pool = one_connection._pool
+    monkeypatch.setattr(todo_app.pool, "direct_release", lambda: False)
+    shielded = pool_releases(monkeypatch)
+    assert (await repo.get(task.id)).title == "slow path"
+    assert len(shielded) == 1
+    assert idle(pool) == (1, 1)
+
+
+async def test_cancelled_reads_strand_no_connection(one_connection: Any) -> None:
+    """Reads cancelled at every point of their life (queued for the one connection,
+    mid-statement, giving it back) leave the pool whole: with a pool of one, a stranded
+    connection would make the next read wait for ever."""
+    import asyncio
+
+    repo = TaskRepository("alice")
+    task = await repo.create(TaskCreate(title="cancel me"))
+    pool = one_connection._pool
+    for delay in [0.0, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002] * 5:
+        readers = [asyncio.ensure_future(repo.get(task.id)) for _ in range(4)]
+        await asyncio.sleep(delay)
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        assert (await asyncio.wait_for(repo.get(task.id), 10)).title == "cancel me"
+    assert idle(pool) == (1, 1)
+
+
+async def test_a_read_on_a_connection_that_died_idle_is_tried_once_more(
+    one_connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection the server closed while it sat idle is only noticed when
+    used: a read goes again on a fresh checkout; a write is not repeated (it may have
+    been applied) but reported, and either way the pool stays whole."""
+    import asyncpg
+
+    from todo_app import TaskStoreUnavailable, TaskUpdate
+
+    repo = TaskRepository("alice")
+    task = await repo.create(TaskCreate(title="survives"))
+    pool = one_connection._pool
+    fetch = asyncpg.connection.Connection.fetch
+    deaths = iter([True])
+
+    async def dies_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if next(deaths, False):
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+        return await fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetch", dies_once)
+    assert (await repo.get(task.id)).title == "survives"
+    assert idle(pool) == (1, 1)
+    deaths = iter([True])
+    with pytest.raises(TaskStoreUnavailable):
+        await repo.update(task.id, TaskUpdate(title="maybe"))
+    assert idle(pool) == (1, 1)
+    assert (await repo.get(task.id)).title == "survives"

@@ -67,7 +67,7 @@ from todo_app.consistency import (
     parse_token,
     register,
 )
-from todo_app.pool import mark_clean
+from todo_app.pool import mark_clean, release_clean
 
 __all__ = [
     "PRIMARY_TOKEN",
@@ -501,11 +501,13 @@ async def _acquire(client: Any) -> AsyncIterator[Any]:
             yield connection
         return
     connection = await pool.acquire()
+    mark_clean(connection)
     try:
-        mark_clean(connection)
         yield connection
-    finally:
-        await pool.release(connection)
+    except BaseException:
+        await pool.release(connection)  # shielded: a cancelled caller strands nothing
+        raise
+    await release_clean(pool, connection)
 
 
 def _reason(exc: BaseException) -> str:

@@ -99,5 +99,6 @@ class Runner:
     async def fetchrow(
         self, sql: str, *args: Any, idempotent: bool = False
     ) -> Mapping[str, Any] | None:
-        rows = await self.fetch(sql, *args, idempotent=idempotent)
+        values = [self.dialect.value(arg) for arg in args]
+        rows = await self.dialect.fetch(self.db, sql, values, idempotent=idempotent)
         return rows[0] if rows else None

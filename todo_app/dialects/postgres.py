@@ -36,7 +36,7 @@ from todo_app.errors import (
     TaskStoreUnavailable,
     TaskValidationError,
 )
-from todo_app.pool import mark_clean
+from todo_app.pool import mark_clean, release_clean
 from todo_app.schema import TableShape, column_definition, index_definition
 
 __all__ = ["PostgresDialect"]
@@ -94,6 +94,11 @@ def _driver_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _died_idle(exc: BaseException) -> bool:
+    """A pooled connection that the server or the network closed while it sat idle."""
+    return isinstance(exc, asyncpg.ConnectionDoesNotExistError | ConnectionResetError)
+
+
 class PostgresDialect(Dialect):
     name: ClassVar[str] = "postgres"
     label: ClassVar[str] = "PostgreSQL"
@@ -112,33 +117,42 @@ class PostgresDialect(Dialect):
     async def fetch(
         self, db: BaseDBAsyncClient, sql: str, values: list[Any], *, idempotent: bool
     ) -> Rows:
-        if not idempotent:
-            return await self._fetch(db, sql, values)
-        try:
-            return await self._fetch(db, sql, values)
-        except Exception as exc:
-            # A connection that died idle in the pool is only noticed when used: a
-            # read (or an insert that does nothing the second time) tries once more.
-            if not isinstance(exc, asyncpg.ConnectionDoesNotExistError | ConnectionResetError):
-                raise
-            return await self._fetch(db, sql, values)
-
-    async def _fetch(self, db: BaseDBAsyncClient, sql: str, values: list[Any]) -> Rows:
         pool = getattr(db, "_pool", None)
-        if pool is not None and not isinstance(db, TransactionalDBClient):
-            connection = await pool.acquire()
+        if pool is None or isinstance(db, TransactionalDBClient):
+            return await self._fetch_through_tortoise(db, sql, values, idempotent=idempotent)
+        # The common case, kept flat: it is most of the cost of a primary-key read.
+        connection = await pool.acquire()
+        mark_clean(connection)
+        try:
+            rows: Rows = await connection.fetch(sql, *values)
+        except BaseException as exc:
+            await pool.release(connection)  # shielded: a cancelled caller strands nothing
+            if not (idempotent and _died_idle(exc)):
+                raise
+        else:
+            await release_clean(pool, connection)
+            return rows
+        # A connection that died idle in the pool is only noticed when used: a read
+        # (or an insert that does nothing the second time) tries once more.
+        return await self._fetch_through_tortoise(db, sql, values, idempotent=False)
+
+    async def _fetch_through_tortoise(
+        self, db: BaseDBAsyncClient, sql: str, values: list[Any], *, idempotent: bool
+    ) -> Rows:
+        """The statement on the caller's transaction, or on a pool not opened yet
+        (Tortoise opens it, once, under its lock)."""
+        for attempt in (1, 2):
+            wrapper = db.acquire_connection()
             try:
-                mark_clean(connection)
-                rows: Rows = await connection.fetch(sql, *values)
-                return rows
-            finally:
-                await pool.release(connection)
-        wrapper = db.acquire_connection()
-        async with wrapper as connection:
-            if isinstance(wrapper, PoolConnectionWrapper):
-                mark_clean(connection)  # our own checkout, only our statements
-            fetched: Rows = await connection.fetch(sql, *values)
-            return fetched
+                async with wrapper as connection:
+                    if isinstance(wrapper, PoolConnectionWrapper):
+                        mark_clean(connection)  # our own checkout, only our statements
+                    fetched: Rows = await connection.fetch(sql, *values)
+                    return fetched
+            except Exception as exc:
+                if attempt == 2 or not (idempotent and _died_idle(exc)):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def bulk_insert(
         self,
