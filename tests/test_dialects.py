@@ -160,3 +160,24 @@ async def test_a_taken_id_is_a_conflict_on_both(todo_db: TodoDatabase) -> None:
     with pytest.raises(BaseORMException) as raised:
         await raw_insert(todo_db, id=task_id, version=1)
     assert type(classify(raised.value)) is TaskConflict
+
+
+@pytest.mark.parametrize(
+    ("values", "what"),
+    [
+        ({"title": "  padded  "}, "todo_app_task_title_stripped"),
+        ({"version": 0}, "todo_app_task_version_positive"),
+        ({"status": "completed"}, "todo_app_task_completed_at_matches_status"),
+        ({"title": None}, "NOT NULL title"),
+    ],
+)
+async def test_what_refused_a_row_is_named_from_the_drivers_fields(
+    todo_db: TodoDatabase, values: dict[str, Any], what: str
+) -> None:
+    """The migrator's report of rows a table refuses (``MigrationDataError``) names the
+    constraint the same way on both dialects."""
+    with pytest.raises(BaseORMException) as raised:
+        await raw_insert(todo_db, **{"version": 1, **values})
+    dialect = dialect_named(todo_db.dialect)
+    assert dialect.refused_by(raised.value) == what
+    assert dialect.refused_by(KeyError("a bug")) is None

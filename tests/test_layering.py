@@ -69,6 +69,21 @@ def test_no_import_runs_against_the_flow() -> None:
     assert wrong == []
 
 
+def test_no_module_reaches_into_another_ones_private_names() -> None:
+    """What a module shares it names without an underscore, so a rename inside one
+    module cannot break another silently."""
+    reached = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("todo_app"):
+                reached += [
+                    f"{path.relative_to(PACKAGE)}: {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert reached == []
+
+
 def test_the_schemas_and_rules_load_no_orm() -> None:
     code = (
         "import sys, todo_app.schemas, todo_app.rules; "

@@ -37,7 +37,7 @@ from todo_app import (
 from todo_app.cli import main
 from todo_app.config import tortoise_config
 from todo_app.dialects import aerich_columns, read_shape
-from todo_app.migrator import _run_script, inspect_schema
+from todo_app.migrator import inspect_schema, run_script
 from todo_app.schema_history import SHAPES
 from todo_app.settings import DatabaseURL
 from todo_app.testing import TodoDatabase
@@ -128,7 +128,7 @@ async def test_recorded_shapes_are_what_the_migrations_make(
     async with connected(await fresh_database_url(dialect)) as db:
         assert await read_shape(db.connection) is None
         for migration in migration_history():
-            await _run_script(db.connection, await migration.load().upgrade(db.connection))
+            await run_script(db.connection, await migration.load().upgrade(db.connection))
             live = await read_shape(db.connection)
             recorded = SHAPES[migration.filename][dialect]
             assert live == recorded, migration.filename

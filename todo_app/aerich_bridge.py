@@ -30,11 +30,11 @@ from todo_app.config import APP_LABEL
 from todo_app.errors import MigrationPlanError, SchemaAhead, SchemaMismatch
 from todo_app.guard import SOURCE_DIR
 from todo_app.migrator import (
-    _adopt,
-    _run_script,
+    adopt,
     inspect_schema,
     lock_in_transaction,
     migration_history,
+    run_script,
 )
 
 __all__ = [
@@ -90,11 +90,11 @@ def aerich_migration(filename: str) -> tuple[Step, Step, str]:
         if state.level is not None and state.level > index:
             return _DONE  # its effect is there already: Aerich records it
         if state.level == index:
-            await _run_script(db, await migration.load().upgrade(db))
+            await run_script(db, await migration.load().upgrade(db))
             return _DONE
         level = state.adoptable_level()
         if level is not None and level > index:
-            await _adopt(db, history[:level], state)
+            await adopt(db, history[:level], state)
             return _DONE
         found = state.differences()
         raise SchemaMismatch(

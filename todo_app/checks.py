@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from todo_app.errors import SchemaOutOfDate
 from todo_app.guard import inspect_schema, schema_verdict
-from todo_app.migrator import Target, _connection, _translated
+from todo_app.migrator import Target, connection_to, translated
 
 __all__ = ["SchemaOutOfDate", "ensure_schema_current", "schema_verdict"]
 
@@ -27,8 +27,8 @@ async def ensure_schema_current(target: Target = None, *, allow_newer: bool = Tr
     ``pending``, ``unknown`` and ``differences`` say what is wrong; its message says
     what to run. See :func:`schema_verdict` for ``allow_newer``.
     """
-    async with _connection(target) as db:
-        state = await _translated(inspect_schema(db))
+    async with connection_to(target) as db:
+        state = await translated(inspect_schema(db))
     verdict = schema_verdict(state, allow_newer=allow_newer)
     if verdict is not None:
         raise verdict

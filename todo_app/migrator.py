@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -64,6 +63,9 @@ from todo_app.schema import TABLE, TableShape
 from todo_app.settings import DatabaseURL
 from todo_app.transactions import write_transaction
 
+# adopt, connection_to, run_script and translated are the runner's parts that the
+# package's other adapters reuse (todo_app.checks, todo_app.aerich_bridge); todo_app
+# does not re-export them.
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "HOW_TO_MIGRATE",
@@ -74,8 +76,10 @@ __all__ = [
     "RevertStep",
     "SchemaState",
     "Target",
+    "adopt",
     "applied_migrations",
     "check_drift",
+    "connection_to",
     "downgrade",
     "inspect_schema",
     "lock_in_transaction",
@@ -83,6 +87,8 @@ __all__ = [
     "migration_history",
     "pending_migrations",
     "plan_downgrade",
+    "run_script",
+    "translated",
     "upgrade",
 ]
 
@@ -101,7 +107,7 @@ Target = BaseDBAsyncClient | DatabaseURL | str | dict[str, Any] | None
 
 
 @contextlib.asynccontextmanager
-async def _connection(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
+async def connection_to(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
     """The connection to work on. For a URL or a config, a Tortoise context of our
     own, closed afterwards; the caller's context and connections are left alone."""
     if target is None:
@@ -148,7 +154,7 @@ def _marks(db: BaseDBAsyncClient, count: int) -> list[str]:
 
 async def applied_migrations(target: Target = None) -> list[str]:
     """File names of the migrations recorded as applied, in the order they were."""
-    async with _connection(target) as db:
+    async with connection_to(target) as db:
         return await recorded_migrations(db)
 
 
@@ -161,7 +167,7 @@ async def pending_migrations(target: Target = None) -> list[str]:
 # -- running SQL ------------------------------------------------------------------------
 
 
-async def _run_script(db: BaseDBAsyncClient, script: str) -> None:
+async def run_script(db: BaseDBAsyncClient, script: str) -> None:
     """Run migration SQL inside the caller's transaction, all or nothing, without the
     application's statement timeout (each dialect knows how)."""
     await dialect_for(db).run_script(db, script)
@@ -189,7 +195,7 @@ async def _run_locked(
         try:
             async with dialect.lock_attempts(db), write_transaction(db.connection_name) as tx:
                 await lock_in_transaction(tx, deadline=deadline, lock_timeout=lock_timeout)
-                return await _translated(step(tx), dialect)
+                return await translated(step(tx), dialect)
         except Exception as exc:
             if not dialect.is_busy(exc):
                 raise
@@ -222,7 +228,7 @@ async def lock_in_transaction(
     await dialect_for(tx).migration_lock(tx, deadline=deadline, lock_timeout=lock_timeout)
 
 
-async def _translated(step: Awaitable[R], dialect: Dialect | None = None) -> R:
+async def translated(step: Awaitable[R], dialect: Dialect | None = None) -> R:
     """Driver and Tortoise errors of a migration step as one-line MigrationFailed
     (connection failures and a busy lock pass through: callers handle them)."""
     try:
@@ -290,11 +296,11 @@ async def _bring_forward(tx: BaseDBAsyncClient, *, upto: int | None = None) -> _
         if state.level >= upto:
             return None
         migration = history[state.level]
-        await _run_script(tx, await migration.load().upgrade(tx))
+        await run_script(tx, await migration.load().upgrade(tx))
         return _Step("applied", [migration])
     level = state.adoptable_level()
     if level is not None:
-        await _adopt(tx, history[:level], state)
+        await adopt(tx, history[:level], state)
         return _Step("adopted", history[:level])
     found = state.differences()
     raise SchemaMismatch(
@@ -304,7 +310,7 @@ async def _bring_forward(tx: BaseDBAsyncClient, *, upto: int | None = None) -> _
     )
 
 
-async def _adopt(tx: BaseDBAsyncClient, migrations: list[Migration], state: SchemaState) -> None:
+async def adopt(tx: BaseDBAsyncClient, migrations: list[Migration], state: SchemaState) -> None:
     """Replace a generator-made table by the real one (the same migrations' SQL), in
     the caller's transaction, every row kept; rows that break a rule are reported
     and nothing is changed."""
@@ -316,7 +322,7 @@ async def _adopt(tx: BaseDBAsyncClient, migrations: list[Migration], state: Sche
     )
     await tx.execute_query(f'DROP TABLE "{TABLE}"')
     for migration in migrations:
-        await _run_script(tx, await migration.load().upgrade(tx))
+        await run_script(tx, await migration.load().upgrade(tx))
     copy = f'INSERT INTO "{TABLE}" ({columns}) SELECT {columns} FROM "{_ADOPT_TABLE}"'
     await tx.execute_query("SAVEPOINT todo_app_adopt")
     try:
@@ -336,13 +342,11 @@ async def _adopt(tx: BaseDBAsyncClient, migrations: list[Migration], state: Sche
     await tx.execute_query(f'DROP TABLE "{_ADOPT_TABLE}"')
 
 
-_CONSTRAINT: Final = re.compile(r"todo_app_task_[a-z_]+|NOT NULL[^\n]*|not-null[^\n]*")
-
-
 async def _violations(tx: BaseDBAsyncClient, columns: str) -> list[str]:
     """``"<id>: <constraint>"`` for the stashed rows the new table refuses, row by row
     (the failure path only), at most ``_MAX_REPORTED_ROWS`` of them."""
     (mark,) = _marks(tx, 1)
+    dialect = dialect_for(tx)
     _, ids = await tx.execute_query(f'SELECT "id" FROM "{_ADOPT_TABLE}" ORDER BY "id"')
     found: list[str] = []
     for row in ids:
@@ -354,8 +358,7 @@ async def _violations(tx: BaseDBAsyncClient, columns: str) -> list[str]:
                 [row["id"]],
             )
         except Exception as exc:
-            match = _CONSTRAINT.search(str(exc))
-            found.append(f"task {row['id']}: {match.group(0) if match else 'refused'}")
+            found.append(f"task {row['id']}: {dialect.refused_by(exc) or 'refused'}")
         await tx.execute_query("ROLLBACK TO SAVEPOINT todo_app_row")
         if len(found) >= _MAX_REPORTED_ROWS:
             break
@@ -383,7 +386,7 @@ async def upgrade(
         return made
 
     done: list[str] = []
-    async with _connection(target) as db:
+    async with connection_to(target) as db:
         while (made := await _run_locked(db, step, lock_timeout=lock_timeout)) is not None:
             for migration in made.migrations:
                 logger.info("%s %s", made.action, migration.filename)
@@ -490,8 +493,8 @@ def _dropped(before: TableShape | None, after: TableShape | None, rows: int) -> 
 
 async def plan_downgrade(target: Target = None, *, steps: int = 1) -> DowngradePlan:
     """What ``downgrade(target, steps=steps)`` would do, validated; changes nothing."""
-    async with _connection(target) as db:
-        plan, _ = await _translated(_plan(db, steps))
+    async with connection_to(target) as db:
+        plan, _ = await translated(_plan(db, steps))
         return plan
 
 
@@ -511,7 +514,7 @@ async def downgrade(
         plan, scripts = await _plan(tx, steps)
         version, app = _marks(tx, 2)
         for step, script in zip(plan.steps, scripts, strict=True):
-            await _run_script(tx, script)
+            await run_script(tx, script)
             await tx.execute_query(
                 f'DELETE FROM "aerich" WHERE "version" = {version} AND "app" = {app}',
                 [step.filename, APP_LABEL],
@@ -519,7 +522,7 @@ async def downgrade(
             logger.info("reverted %s", step.filename)
         return [step.filename for step in plan.steps]
 
-    async with _connection(target) as db:
+    async with connection_to(target) as db:
         return await _run_locked(db, revert, lock_timeout=lock_timeout)
 
 

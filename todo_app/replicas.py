@@ -67,6 +67,7 @@ from todo_app.consistency import (
     parse_token,
     register,
 )
+from todo_app.dialects import has_replicas
 from todo_app.pool import mark_clean, release_clean
 
 __all__ = [
@@ -213,7 +214,7 @@ class ReplicaSet:
                     primary.connection_name,
                 )
                 continue
-            if client.capabilities.dialect == "postgres":
+            if has_replicas(client):
                 self.replicas.append(_Replica(name, client))
             else:
                 logger.warning("read connection %r is not PostgreSQL: not used", name)
@@ -389,7 +390,7 @@ _sets: weakref.WeakKeyDictionary[Any, ReplicaSet] = weakref.WeakKeyDictionary()
 def _replica_set(db: Any) -> ReplicaSet | None:
     """The replica set of ``db`` (a primary client outside a transaction), if any."""
     policy = consistency.policies.get(db.connection_name)
-    if policy is None or db.capabilities.dialect != "postgres":
+    if policy is None or not has_replicas(db):
         return None
     if isinstance(db, TransactionalDBClient):
         return None
@@ -454,7 +455,7 @@ async def after_write(db: Any, token: int | None) -> int | None:
     has no replicas; ``PRIMARY`` inside the caller's transaction (the commit is still
     to come) or when the position cannot be read (the write itself succeeded)."""
     policy = consistency.policies.get(db.connection_name) if consistency.policies else None
-    if policy is None or db.capabilities.dialect != "postgres":
+    if policy is None or not has_replicas(db):
         return token
     if isinstance(db, TransactionalDBClient):
         return PRIMARY

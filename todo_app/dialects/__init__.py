@@ -34,6 +34,7 @@ __all__ = [
     "aerich_columns",
     "classify",
     "dialect_for",
+    "has_replicas",
     "read_shape",
 ]
 
@@ -59,6 +60,13 @@ def dialect_named(name: str) -> Dialect:
 def dialect_for(db: BaseDBAsyncClient) -> Dialect:
     """The dialect of a Tortoise connection."""
     return dialect_named(str(db.capabilities.dialect))
+
+
+def has_replicas(db: BaseDBAsyncClient) -> bool:
+    """Whether ``db`` speaks a dialect whose servers can be read replicas (False for a
+    dialect todo_app does not know, such as a host's other database)."""
+    name = str(db.capabilities.dialect)
+    return name in _MODULES and dialect_named(name).replicas
 
 
 def classify(exc: BaseException) -> TaskError | None:

@@ -172,6 +172,9 @@ class Dialect(abc.ABC):
     json_cast: ClassVar[str] = ""
     #: Options of the temporary table a migration stashes rows in.
     temporary_table_options: ClassVar[str] = ""
+    #: Whether its servers can be read replicas of each other (``todo_app.replicas``:
+    #: streaming replication, positions in the write-ahead log).
+    replicas: ClassVar[bool] = False
 
     # -- SQL spelling ---------------------------------------------------------------
 
@@ -223,6 +226,11 @@ class Dialect(abc.ABC):
     def classify(self, exc: BaseException) -> TaskError | None:
         """This dialect's driver error ``exc`` as the package's error (by error code,
         never by message); None when ``exc`` is not this driver's."""
+
+    @abc.abstractmethod
+    def refused_by(self, exc: BaseException) -> str | None:
+        """What in the schema refused a row, for people: a constraint's name, or
+        ``NOT NULL <column>``; None when ``exc`` is not a constraint's refusal."""
 
     def is_busy(self, exc: BaseException) -> bool:
         """Whether ``exc`` means "another connection holds the lock": retry later."""

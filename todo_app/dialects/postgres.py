@@ -105,6 +105,7 @@ class PostgresDialect(Dialect):
     json_cast: ClassVar[str] = "::jsonb"
     # Dropped at commit whatever happens, never left on a pooled connection.
     temporary_table_options: ClassVar[str] = " ON COMMIT DROP"
+    replicas: ClassVar[bool] = True
 
     def param(self, number: int) -> str:
         return f"${number}"
@@ -182,6 +183,16 @@ class PostgresDialect(Dialect):
                         progress(start + len(batch))
 
     # -- errors ---------------------------------------------------------------------
+
+    def refused_by(self, exc: BaseException) -> str | None:
+        error = _driver_error(exc)
+        if isinstance(error, asyncpg.IntegrityConstraintViolationError):
+            if isinstance(error, asyncpg.NotNullViolationError):
+                return f"NOT NULL {error.column_name}"
+            return error.constraint_name or None
+        if isinstance(error, asyncpg.StringDataRightTruncationError):
+            return "a value longer than its column"
+        return None
 
     def classify(self, exc: BaseException) -> TaskError | None:
         error = _driver_error(exc)

@@ -56,6 +56,16 @@ def _driver_error(exc: BaseException) -> sqlite3.Error | None:
     return None
 
 
+def _check_name(message: str) -> str | None:
+    """The CHECK's name in SQLite's message (its only place there), or None."""
+    return message.removeprefix(_CHECK_FAILED) if message.startswith(_CHECK_FAILED) else None
+
+
+def _not_null_column(message: str) -> str:
+    """The column in SQLite's "NOT NULL constraint failed: <table>.<column>"."""
+    return message.removeprefix(_NOT_NULL_FAILED).rpartition(".")[2]
+
+
 def _statements(script: str) -> list[str]:
     """Split a script into statements, respecting quotes and triggers."""
     statements, current = [], ""
@@ -137,6 +147,17 @@ class SQLiteDialect(Dialect):
 
     # -- errors ---------------------------------------------------------------------
 
+    def refused_by(self, exc: BaseException) -> str | None:
+        error = _driver_error(exc)
+        code = getattr(error, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_CONSTRAINT_CHECK:
+            return _check_name(str(error))
+        if code == sqlite3.SQLITE_CONSTRAINT_NOTNULL:
+            return f"NOT NULL {_not_null_column(str(error))}"
+        if code in _KEY_CODES:
+            return "the primary key"
+        return None
+
     def classify(self, exc: BaseException) -> TaskError | None:
         error = _driver_error(exc)
         if error is None:
@@ -144,13 +165,10 @@ class SQLiteDialect(Dialect):
         code = getattr(error, "sqlite_errorcode", None)
         message = str(error)
         if code == sqlite3.SQLITE_CONSTRAINT_CHECK:
-            name = (
-                message.removeprefix(_CHECK_FAILED) if message.startswith(_CHECK_FAILED) else None
-            )
+            name = _check_name(message)
             return refused(field_of_constraint(name), name)
         if code == sqlite3.SQLITE_CONSTRAINT_NOTNULL:
-            column = message.removeprefix(_NOT_NULL_FAILED).rpartition(".")[2]
-            return refused(column or "data")
+            return refused(_not_null_column(message) or "data")
         if code in _KEY_CODES:
             return TaskConflict("a task with this id already exists")
         if self.is_busy(error):
