@@ -35,3 +35,23 @@ async def test_replica_benchmark_runs(tmp_path: Path) -> None:
     for expected in ("primary + replica, pool 10 each", "replica, fresh token",
                      "routed minus direct", "with a read replica"):  # fmt: skip
         assert expected in text, expected
+
+
+async def test_only_times_the_ops_asked_for(tmp_path: Path) -> None:
+    out = await bench.main(
+        ["--sizes", "200", "--ops", "10", "--dialects", "sqlite", "--only", "get,bulk",
+         "--bulk", "20", "--out", str(tmp_path)]
+    )  # fmt: skip
+    text = out.read_text()
+    assert "| get |" in text and "Bulk import" in text
+    assert "| create |" not in text and "ops/s" not in text
+    assert "--only get,bulk" in text
+
+
+def test_cli_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import cli
+
+    cli.main(["--runs", "1", "--tasks", "50"])
+    out = capsys.readouterr().out
+    for expected in ("| todo-app list |", "import tortoise", "with bytecode", "at every start"):
+        assert expected in out, expected

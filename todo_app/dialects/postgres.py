@@ -95,7 +95,8 @@ def _driver_error(exc: BaseException) -> BaseException:
 
 
 def _died_idle(exc: BaseException) -> bool:
-    """A pooled connection that the server or the network closed while it sat idle."""
+    """Whether ``exc`` says the connection was already gone: one the server or the
+    network closed while it sat idle in the pool."""
     return isinstance(exc, asyncpg.ConnectionDoesNotExistError | ConnectionResetError)
 
 
@@ -120,8 +121,14 @@ class PostgresDialect(Dialect):
     ) -> Rows:
         pool = getattr(db, "_pool", None)
         if pool is None or isinstance(db, TransactionalDBClient):
-            return await self._fetch_through_tortoise(db, sql, values, idempotent=idempotent)
-        # The common case, kept flat: it is most of the cost of a primary-key read.
+            try:
+                return await self._through_tortoise(db, sql, values)
+            except Exception as exc:
+                if not (idempotent and _died_idle(exc)):
+                    raise
+            return await self._through_tortoise(db, sql, values)
+        # The common case, kept flat: the checkout is most of the cost of a
+        # primary-key read.
         connection = await pool.acquire()
         mark_clean(connection)
         try:
@@ -135,25 +142,17 @@ class PostgresDialect(Dialect):
             return rows
         # A connection that died idle in the pool is only noticed when used: a read
         # (or an insert that does nothing the second time) tries once more.
-        return await self._fetch_through_tortoise(db, sql, values, idempotent=False)
+        return await self._through_tortoise(db, sql, values)
 
-    async def _fetch_through_tortoise(
-        self, db: BaseDBAsyncClient, sql: str, values: list[Any], *, idempotent: bool
-    ) -> Rows:
-        """The statement on the caller's transaction, or on a pool not opened yet
-        (Tortoise opens it, once, under its lock)."""
-        for attempt in (1, 2):
-            wrapper = db.acquire_connection()
-            try:
-                async with wrapper as connection:
-                    if isinstance(wrapper, PoolConnectionWrapper):
-                        mark_clean(connection)  # our own checkout, only our statements
-                    fetched: Rows = await connection.fetch(sql, *values)
-                    return fetched
-            except Exception as exc:
-                if attempt == 2 or not (idempotent and _died_idle(exc)):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def _through_tortoise(self, db: BaseDBAsyncClient, sql: str, values: list[Any]) -> Rows:
+        """The statement on the caller's transaction, or on a checkout Tortoise makes
+        (which also opens the pool, once, under its lock)."""
+        wrapper = db.acquire_connection()
+        async with wrapper as connection:
+            if isinstance(wrapper, PoolConnectionWrapper):
+                mark_clean(connection)  # our own checkout, only our statements
+            rows: Rows = await connection.fetch(sql, *values)
+            return rows
 
     async def bulk_insert(
         self,
