@@ -76,6 +76,7 @@ __all__ = [
     "ReplicaStatus",
     "after_write",
     "format_token",
+    "in_use",
     "newest_token",
     "parse_token",
     "reader",
@@ -447,6 +448,12 @@ def reader(db: Any, token: int | None, fallback: Callable[[Any], Reader]) -> Rea
     if replicas is None:
         return None
     return _RoutedReader(replicas, token, db, fallback)
+
+
+def in_use() -> bool:
+    """Whether any connection has read replicas: without them the repository's
+    replica seam costs this one test per write."""
+    return bool(consistency.policies)
 
 
 async def after_write(db: Any, token: int | None) -> int | None:

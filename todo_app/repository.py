@@ -107,7 +107,8 @@ def _writes(
     @functools.wraps(method)
     async def writing(self: TaskRepository, /, *args: P.args, **kwargs: P.kwargs) -> R:
         result = await method(self, *args, **kwargs)
-        self._token = await replicas.after_write(Task._meta.db, self._token)
+        if replicas.in_use():
+            self._token = await replicas.after_write(Task._meta.db, self._token)
         return result
 
     return writing
