@@ -370,7 +370,7 @@ async def test_migrations_run_without_the_application_statement_timeout(
     directory.mkdir()
     for migration in migration_history():
         (directory / migration.filename).write_text(migration.path.read_text())
-    slow = "2_20990101000000_slow.py"
+    slow = f"{len(NAMES)}_20990101000000_slow.py"  # the next number, whatever the history
     state = migration_history()[-1].path.read_text().split("MODELS_STATE = ")[1]
     (directory / slow).write_text(
         "async def upgrade(db):\n    return 'SELECT pg_sleep(1.5);'\n\n"
