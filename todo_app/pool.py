@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["LibpqConnect", "mark_clean", "release_clean", "reset_session"]
+__all__ = ["LibpqConnect", "direct_release", "mark_clean", "release_clean", "reset_session"]
 
 _clean: weakref.WeakSet[Any] = weakref.WeakSet()
 
