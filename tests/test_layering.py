@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "todo_app"
 #: Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[set[str]] = [
     {"errors", "rules", "pool", "schema", "consistency"},
-    {"dsn", "schemas", "pagination", "schema_history"},
+    {"dsn", "schemas", "pagination", "schema_history", "engine"},
     {"connection"},
     {"settings"},
     {"config", "models"},
@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"replicas"},
     {"repository", "migrator"},
     {"checks", "aerich_bridge"},
-    {"testing", "cli", "__init__", "__main__"},
+    {"testing", "cli", "startup", "__init__", "__main__"},
 ]
 
 

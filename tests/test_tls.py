@@ -51,14 +51,16 @@ def _libpq(url: str) -> str:
 
 
 async def _todo_app(url: str) -> str:
-    """How todo_app ends, through Tortoise's own asyncpg client and pool."""
-    from tortoise.backends.asyncpg.client import AsyncpgDBClient
+    """How todo_app ends, through the client and pool of the entry's engine, as
+    Tortoise makes them."""
+    import importlib
 
     try:
         entry = tortoise_connection(todo_app.DatabaseURL(url), pool_min_size=1, pool_max_size=1)
     except todo_app.DatabaseURLError:
         return "FAIL"
-    client = AsyncpgDBClient(connection_name="tls_matrix", **entry["credentials"])
+    client_class = importlib.import_module(entry["engine"]).client_class
+    client = client_class(connection_name="tls_matrix", **entry["credentials"])
     try:
         await client.create_connection(with_db=True)
         _, rows = await client.execute_query(

@@ -72,6 +72,7 @@ def connection_entry(settings: Settings, url: DatabaseURL | str | None = None) -
         url,
         pool_min_size=settings.pool_min_size,
         pool_max_size=settings.pool_max_size,
+        pool_timeout=settings.pool_timeout,
         ssl_mode=settings.ssl_mode,
         statement_cache_size=settings.statement_cache_size,
         connect_timeout=settings.connect_timeout,

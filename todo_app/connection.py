@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from todo_app.dsn import REFUSED_KEYS, DatabaseURL, DatabaseURLError, SSLMode
-from todo_app.pool import LibpqConnect, reset_session
+from todo_app.pool import DEFAULT_POOL_TIMEOUT, LibpqConnect, reset_session
 
 __all__ = [
     "check_url",
@@ -59,6 +59,7 @@ def tortoise_connection(
     *,
     pool_min_size: int = 1,
     pool_max_size: int = 10,
+    pool_timeout: float | None = DEFAULT_POOL_TIMEOUT,
     ssl_mode: SSLMode | None = None,
     statement_cache_size: int | None = None,
     connect_timeout: float | None = None,
@@ -88,7 +89,9 @@ def tortoise_connection(
             connect_timeout=connect_timeout,
             statement_timeout=statement_timeout,
         )
-    return {"engine": "tortoise.backends.asyncpg", "credentials": credentials}
+    # Tortoise's asyncpg client with a fair, bounded pool (todo_app.engine).
+    credentials["pool_timeout"] = pool_timeout
+    return {"engine": "todo_app.engine", "credentials": credentials}
 
 
 def check_url(url: DatabaseURL) -> DatabaseURL:
@@ -399,7 +402,9 @@ class _Password:
 
 
 #: Pool options among the credentials, which a single connection does not take.
-_POOL_ONLY: Final = ("minsize", "maxsize", "reset", "connect", "application_name")
+_POOL_ONLY: Final = (
+    "minsize", "maxsize", "pool_timeout", "reset", "connect", "application_name",
+)  # fmt: skip
 
 
 async def connect_once(credentials: dict[str, Any]) -> Any:

@@ -1,5 +1,17 @@
 """Pool hooks for asyncpg: how the pool opens a connection (``LibpqConnect``, for
-what asyncpg's keyword arguments cannot say) and what runs when one goes back.
+what asyncpg's keyword arguments cannot say), in what order waiting callers get one
+(``make_fair``), and what runs when one goes back.
+
+Fair hand-off. asyncpg's pool keeps free connections in an ``asyncio.Queue``. When a
+connection is put back while callers wait, the queue only *wakes* the first waiter;
+the connection stays in the queue until that waiter runs. A releaser that does not
+suspend (``release_clean`` below) runs on, asks for a connection again and takes the
+one it just gave back; the woken waiter finds the queue empty and ``Queue.get`` puts it
+at the *end* of the line. Measured with 50 callers on a pool of 10: 40 callers got at
+most one call done in 5 s. ``make_fair`` changes the queue so that a connection put
+back while callers wait is handed to the longest waiter directly (FIFO), whoever puts
+it back (``release_clean``, ``Pool.release``, a failed connect, a cancelled caller),
+and bounds the wait (``TaskStoreTimeout`` naming the pool size and the queue).
 
 asyncpg resets every connection it takes back (``RESET ALL``, ``UNLISTEN *``, release
 of advisory locks, ...; here also ``DISCARD TEMP``, since asyncpg's reset leaves
@@ -21,14 +33,32 @@ as it came, and the next user of the pool cannot see anything of the previous on
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import functools
 import random
 import ssl
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["LibpqConnect", "direct_release", "mark_clean", "release_clean", "reset_session"]
+from todo_app.errors import TaskStoreTimeout
+
+__all__ = [
+    "DEFAULT_POOL_TIMEOUT",
+    "LibpqConnect",
+    "direct_release",
+    "is_fair",
+    "make_fair",
+    "mark_clean",
+    "release_clean",
+    "reset_session",
+]
+
+#: Seconds a caller waits for a free connection: SQLAlchemy's ``pool_timeout`` and
+#: psycopg_pool's ``timeout`` default, which operators already know.
+DEFAULT_POOL_TIMEOUT: Final = 30.0
 
 _clean: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -70,10 +100,21 @@ async def release_clean(pool: Any, connection: Any) -> None:
     even when cancelled.) So the holder's own release is awaited directly. That is
     asyncpg's private API, checked here: where it is not as expected (another asyncpg),
     ``Pool.release`` does the job. ``tests/test_pool_reset.py`` holds both to account.
+
+    A releaser that runs on must not jump the queue: the direct path is taken only on a
+    pool :func:`make_fair` changed, where the connection goes to the longest waiter.
     """
     holder: Any = getattr(connection, "_holder", None)
     con: Any = getattr(connection, "_con", None)
-    if con is None or getattr(holder, "_pool", None) is not pool or not direct_release():
+    if (
+        con is None
+        or getattr(holder, "_pool", None) is not pool
+        or not is_fair(pool)
+        or not direct_release()
+    ):
+        # A pool with asyncpg's own queue (a host's plain URL): its shielded release
+        # lets the woken waiter run before the releaser asks again, which is what keeps
+        # that queue from starving callers (see the module doc).
         await pool.release(connection)
         return
     con._on_release()
@@ -91,6 +132,104 @@ def direct_release() -> bool:
         callable(getattr(cls, name, None))
         for cls, name in ((holder, "release"), (connection.Connection, "_on_release"))
     ) and "_timeout" in getattr(holder, "__slots__", ())
+
+
+class _FairHandOff(asyncio.Queue[Any]):
+    """Mixed into the class of an asyncpg pool's queue by :func:`make_fair`.
+
+    Invariant: callers wait only while the queue is empty, so a free connection never
+    sits in the queue while someone waits for one."""
+
+    # Set by make_fair: the object's own __init__ has run long before.
+    _fair_waiters: collections.deque[asyncio.Future[Any]]
+    _fair_timeout: float | None
+    _fair_size: int
+
+    def put_nowait(self, item: Any) -> None:
+        waiters = self._fair_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # not cancelled, not timed out
+                waiter.set_result(item)
+                return
+        super().put_nowait(item)
+
+    async def get(self) -> Any:
+        if not self._fair_waiters and not self.empty():
+            return self.get_nowait()  # the common case: a free connection, nobody waits
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._fair_waiters.append(waiter)
+        timer = None
+        if self._fair_timeout is not None:
+            timer = loop.call_later(self._fair_timeout, self._give_up, waiter)
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed a connection as the caller was cancelled: to the next in line.
+                self.put_nowait(waiter.result())
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):  # already taken off by _give_up
+                    self._fair_waiters.remove(waiter)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _give_up(self, waiter: asyncio.Future[Any]) -> None:
+        if waiter.done():
+            return
+        self._fair_waiters.remove(waiter)
+        waiting = 1 + sum(not other.done() for other in self._fair_waiters)
+        size = self._fair_size
+        waiter.set_exception(
+            TaskStoreTimeout(
+                f"no free database connection after {self._fair_timeout:g} s: the pool's "
+                f"{size} connection{'s' if size != 1 else ''} all in use, {waiting} "
+                f"caller{'s' if waiting != 1 else ''} waiting (raise TODO_APP_POOL_MAX_SIZE "
+                "within the server's max_connections, or TODO_APP_POOL_TIMEOUT)"
+            )
+        )
+
+
+_fair_classes: dict[type[Any], type[Any]] = {}
+
+
+def _fair_class(base: type[Any]) -> type[Any]:
+    fair = _fair_classes.get(base)
+    if fair is None:
+        fair = type(f"Fair{base.__name__}", (_FairHandOff, base), {"__module__": __name__})
+        _fair_classes[base] = fair
+    return fair
+
+
+def is_fair(pool: Any) -> bool:
+    """Whether :func:`make_fair` changed ``pool``."""
+    return isinstance(getattr(pool, "_queue", None), _FairHandOff)
+
+
+def make_fair(pool: Any, *, timeout: float | None = DEFAULT_POOL_TIMEOUT) -> bool:
+    """Make an asyncpg pool hand a connection given back to the longest waiter, and
+    end a wait for one after ``timeout`` seconds (None: no limit) with
+    :class:`TaskStoreTimeout`; see the module doc. Returns whether it did.
+
+    Done in place (the queue object's class), right after the pool is created, before
+    anybody can wait on it; an asyncpg whose pool keeps no ``asyncio.Queue`` is left
+    alone (``False``), and then ``release_clean`` uses asyncpg's own release.
+    """
+    queue = getattr(pool, "_queue", None)
+    if isinstance(queue, _FairHandOff):
+        queue._fair_timeout = timeout
+        return True
+    if not isinstance(queue, asyncio.Queue) or getattr(queue, "_getters", None):
+        return False
+    queue._fair_waiters = collections.deque()  # type: ignore[attr-defined]
+    queue._fair_timeout = timeout  # type: ignore[attr-defined]
+    queue._fair_size = getattr(pool, "_maxsize", 0) or queue.maxsize  # type: ignore[attr-defined]
+    queue.__class__ = _fair_class(type(queue))
+    return True
 
 
 class LibpqConnect:

@@ -104,6 +104,14 @@ class Settings(BaseSettings):
         ge=1,
         validation_alias=AliasChoices("TODO_APP_POOL_MAX_SIZE", "pool_max_size"),
     )
+    pool_timeout: float | None = Field(
+        default=30.0,
+        ge=0,
+        allow_inf_nan=False,
+        validation_alias=AliasChoices("TODO_APP_POOL_TIMEOUT", "pool_timeout"),
+        description="Seconds a call waits for a free pool connection before TaskStoreTimeout "
+        "(SQLAlchemy's pool_timeout). 0: no limit.",
+    )
     ssl_mode: SSLMode | None = Field(
         default=None,
         validation_alias=AliasChoices("TODO_APP_SSL_MODE", "ssl_mode"),
@@ -127,6 +135,13 @@ class Settings(BaseSettings):
         ge=0,
         validation_alias=AliasChoices("TODO_APP_STATEMENT_TIMEOUT", "statement_timeout"),
         description="Seconds a PostgreSQL statement may run. 0: no limit (PostgreSQL's own).",
+    )
+
+    gc_freeze: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("TODO_APP_GC_FREEZE", "gc_freeze"),
+        description="Whether freeze_startup_objects() freezes what start-up made out of "
+        "the cyclic collector's full passes (see todo_app.startup).",
     )
 
     read_urls: Annotated[list[DatabaseURL], NoDecode] = Field(
@@ -196,7 +211,7 @@ class Settings(BaseSettings):
             check_read_url(url)
         return urls
 
-    @field_validator("statement_timeout")
+    @field_validator("statement_timeout", "pool_timeout")
     @classmethod
     def _zero_is_no_limit(cls, value: float | None) -> float | None:
         return value or None
