@@ -62,6 +62,7 @@ def create_app(db_url: str | None = None, *, connection_name: str = "default") -
     async def migrate(app: web.Application) -> None:
         # Runs after register_tortoise's own start-up hook has initialised Tortoise.
         await todo_app.migrate()
+        todo_app.freeze_startup_objects()  # last: start-up is done (TODO_APP_GC_FREEZE)
 
     app.on_startup.append(migrate)
     return app

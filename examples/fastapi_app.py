@@ -86,6 +86,9 @@ def create_app(
             # Look at the replicas once now (logged when one is down or behind the
             # schema), so that the first requests can already read there.
             await todo_app.replica_status()
+            # Last: what start-up made stays out of the collector's full passes, which
+            # otherwise pause every request in flight (TODO_APP_GC_FREEZE=0: off).
+            todo_app.freeze_startup_objects()
             yield
 
     app = FastAPI(title="todo_app example", lifespan=lifespan)

@@ -4,8 +4,10 @@ both dialects, with the app's own start-up doing Tortoise init and migrations.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,15 @@ from examples import aiohttp_app, fastapi_app
 from tests.helpers import DIALECTS, FreshURL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def frozen_at_start_up() -> Iterator[None]:
+    """The framework examples freeze what start-up made (``freeze_startup_objects``);
+    the test process lives on, so the freeze is undone after each."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -34,11 +45,14 @@ async def test_plain_asyncio_example(fresh_database_url: FreshURL, dialect: str)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_fastapi_example(fresh_database_url: FreshURL, dialect: str) -> None:
+async def test_fastapi_example(
+    fresh_database_url: FreshURL, dialect: str, frozen_at_start_up: None
+) -> None:
     url = (await fresh_database_url(dialect)).reveal()
     # One connection name per dialect: Tortoise caches SQL per name for the process.
     app = fastapi_app.create_app(url, connection_name=f"fastapi_{dialect}")
     async with LifespanManager(app) as manager:
+        assert gc.get_freeze_count() > 0, "start-up froze its objects"
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
@@ -79,10 +93,13 @@ async def test_fastapi_example(fresh_database_url: FreshURL, dialect: str) -> No
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_aiohttp_example(fresh_database_url: FreshURL, dialect: str) -> None:
+async def test_aiohttp_example(
+    fresh_database_url: FreshURL, dialect: str, frozen_at_start_up: None
+) -> None:
     url = (await fresh_database_url(dialect)).reveal()
     app = aiohttp_app.create_app(url, connection_name=f"aiohttp_{dialect}")
     async with TestClient(TestServer(app)) as client:
+        assert gc.get_freeze_count() > 0, "start-up froze its objects"
         created = await client.post("/tasks", json={"title": "From aiohttp"},
                                     headers={"X-User": "carol"})  # fmt: skip
         assert created.status == 201, await created.text()

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
     from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
     from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
+    from todo_app.startup import freeze_startup_objects
 
 _EXPORTS: dict[str, str] = {
     "APP_LABEL": "todo_app.config",
@@ -90,6 +91,7 @@ _EXPORTS: dict[str, str] = {
     "check_drift": "todo_app.migrator",
     "downgrade": "todo_app.migrator",
     "ensure_schema_current": "todo_app.checks",
+    "freeze_startup_objects": "todo_app.startup",
     "get_settings": "todo_app.settings",
     "migrate": "todo_app.migrator",
     "migration_history": "todo_app.migrator",
@@ -139,6 +141,7 @@ __all__ = [
     "connection_entry",
     "downgrade",
     "ensure_schema_current",
+    "freeze_startup_objects",
     "get_settings",
     "migrate",
     "migration_history",
