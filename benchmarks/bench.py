@@ -34,6 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -539,34 +540,75 @@ async def interleaved(contenders: list[Contender], op: Callable[[Contender, int]
     return times
 
 
+MIX_OPS = ("get", "list", "create", "counts")
+MIX_CALLERS = 50
+
+
+@dataclass
+class Mix:
+    """What the concurrent mix measured of one contender: every call's latency by
+    operation (waiting for a connection included) and how many calls each caller got
+    done. Throughput alone hides starvation: a pool can serve ten callers all the time
+    and forty never."""
+
+    seconds: float = 0.0
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {op: [] for op in MIX_OPS})
+    calls: list[int] = field(default_factory=lambda: [0] * MIX_CALLERS)
+
+    @property
+    def rate(self) -> float:
+        return sum(self.calls) / self.seconds
+
+    @property
+    def longest(self) -> float:
+        return max((max(times) for times in self.latencies.values() if times), default=0.0)
+
+    def percentile(self, op: str, fraction: float) -> float:
+        ordered = sorted(self.latencies[op])
+        return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else 0.0
+
+
 async def mixed_load(contender: Contender, seconds: float, owners: list[str],
-                     ids: dict[str, list[uuid.UUID]]) -> int:  # fmt: skip
-    """50 coroutines of mixed operations for ``seconds``; returns operations done."""
-    done = 0
+                     ids: dict[str, list[uuid.UUID]], into: Mix) -> None:  # fmt: skip
+    """``MIX_CALLERS`` coroutines of mixed operations for ``seconds``, added to ``into``.
+
+    A call still running at the deadline is waited for and counted: a starved caller's
+    wait is the tail this measures."""
     deadline = time.perf_counter() + seconds
+    clock = time.perf_counter
 
     async def worker(seed: int) -> None:
-        nonlocal done
         rng = random.Random(seed)
-        while time.perf_counter() < deadline:
+        while clock() < deadline:
             owner = rng.choice(owners)
             roll = rng.random()
+            start = clock()
             if roll < 0.4:
-                await contender.get(owner, rng.choice(ids[owner]))
+                op = "get"
+                await contender.get(owner, rng.choice(ids[owner]))  # type: ignore[attr-defined]
             elif roll < 0.6:
-                await contender.list_page(owner, None)
+                op = "list"
+                await contender.list_page(owner, None)  # type: ignore[attr-defined]
             elif roll < 0.8:
-                await contender.create(owner)
+                op = "create"
+                await contender.create(owner)  # type: ignore[attr-defined]
             else:
-                await contender.counts(owner)
-            done += 1
+                op = "counts"
+                await contender.counts(owner)  # type: ignore[attr-defined]
+            into.latencies[op].append(clock() - start)
+            into.calls[seed] += 1
 
-    await asyncio.gather(*(worker(n) for n in range(50)))
-    return done
+    began = clock()
+    await asyncio.gather(*(worker(n) for n in range(MIX_CALLERS)))
+    into.seconds += clock() - began
+
+
+POOLED_RAW = "raw+parse (pool 10)"
 
 
 class PooledRaw(RawPostgres):
-    """raw+parse on an asyncpg pool of 10 (asyncpg's defaults), for the mixed load."""
+    """raw+parse on an asyncpg pool of 10, the size of todo_app's default pool, for the
+    mixed load; each call takes a connection and gives it back as asyncpg documents."""
 
     async def open(self) -> None:
         self.pool = await asyncpg.create_pool(self.dsn, min_size=10, max_size=10)
@@ -701,18 +743,18 @@ async def run(
                 await fn(f"bulk-{label}-{repeat}")
                 bulk.setdefault(label, []).append(time.perf_counter() - began)
 
-        mix: dict[str, float] = {}
+        mix: dict[str, Mix] = {}
         owners = sorted({r[1] for r in regular})[:50]
         ids = {o: [r[0] for r in regular if r[1] == o][:50] for o in owners}
         mixers: list[Contender] = [contenders[0]]
         if dialect == "postgres":
             pooled = PooledRaw(work, url, True)
-            pooled.name = "raw+parse (pool 10)"
+            pooled.name = POOLED_RAW
             await pooled.open()
             mixers += [pooled, contenders[3]]
         for label_contender in mixers + mixers[::-1] if only is None or "mix" in only else []:
-            count = await mixed_load(label_contender, mix_seconds / 2, owners, ids)
-            mix[label_contender.name] = mix.get(label_contender.name, 0) + count / mix_seconds
+            into = mix.setdefault(label_contender.name, Mix())
+            await mixed_load(label_contender, mix_seconds / 2, owners, ids, into)
         for contender in contenders:
             await contender.close()
         if dialect == "postgres":
@@ -724,7 +766,7 @@ async def run(
 
 
 def report(dialect: str, size: int, ops: int, results: dict[str, dict[str, tuple[float, float]]],
-           bulk: dict[str, list[float]], bulk_size: int, mix: dict[str, float], mix_seconds: float) -> list[str]:  # fmt: skip
+           bulk: dict[str, list[float]], bulk_size: int, mix: dict[str, Mix], mix_seconds: float) -> list[str]:  # fmt: skip
     lines = [f"### {dialect}, {size:,} rows ({ops:,} timed calls per op, medians / p95 in µs)", ""]
     if results:
         names = list(next(iter(results.values())))
@@ -750,17 +792,54 @@ def report(dialect: str, size: int, ops: int, results: dict[str, dict[str, tuple
             value = statistics.median(samples)
             lines.append(f"- {label}: {value:.3f}s ({value / reference:.2f}x {unit})")
     if mix:
-        lines += [
-            "",
-            f"Concurrent mix (50 coroutines, {mix_seconds:g}s, 40% get / 20% list / 20% create / 20% counts):",
-            "",
-        ]
-        reference_mix = mix.get("raw+parse (pool 10)")
-        for label, rate in mix.items():
-            ratio = f" ({rate / reference_mix:.2f}x raw)" if reference_mix else ""
-            lines.append(f"- {label}: {rate:,.0f} ops/s{ratio}")
+        lines += mix_report(mix, mix_seconds)
     lines.append("")
     print("\n".join(lines), flush=True)
+    return lines
+
+
+def mix_report(mix: dict[str, Mix], mix_seconds: float) -> list[str]:
+    """Throughput, calls per caller and each operation's tail, beside raw asyncpg on a
+    pool of the same size when it ran."""
+    lines = [
+        "",
+        f"Concurrent mix ({MIX_CALLERS} coroutines, {mix_seconds:g}s, 40% get / 20% list / "
+        "20% create / 20% counts); latencies in ms, p50 / p99 / max, waiting for a "
+        "connection included:",
+        "",
+        "| contender | ops/s | calls per caller min / mean | "
+        + " | ".join(MIX_OPS)
+        + " | longest call |",
+        "|---|---|---|" + "---|" * len(MIX_OPS) + "---|",
+    ]
+    reference = mix.get(POOLED_RAW)
+    for label, result in mix.items():
+        mean = sum(result.calls) / len(result.calls)
+        ratio = f" ({result.rate / reference.rate:.2f}x raw)" if reference else ""
+        cells = [
+            " / ".join(f"{result.percentile(op, q) * 1e3:.1f}" for q in (0.5, 0.99, 1.0))
+            for op in MIX_OPS
+        ]
+        lines.append(
+            f"| {label} | {result.rate:,.0f}{ratio} | {min(result.calls):,} / {mean:,.0f} | "
+            + " | ".join(cells)
+            + f" | {result.longest * 1e3:.1f} |"
+        )
+    if reference:
+        lines += ["", "Against raw asyncpg on the same pool size (same run):", ""]
+        for label, result in mix.items():
+            if result is reference:
+                continue
+            p99 = ", ".join(
+                f"{op} {result.percentile(op, 0.99) / reference.percentile(op, 0.99):.2f}x"
+                for op in MIX_OPS
+            )
+            mean = sum(result.calls) / len(result.calls)
+            lines.append(
+                f"- {label}: p99 {p99}; longest call "
+                f"{result.longest / reference.longest:.2f}x; fewest calls of a caller "
+                f"{min(result.calls) / mean:.2f} of the mean"
+            )
     return lines
 
 

@@ -323,28 +323,35 @@ class ReplicationPair:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _pgbouncer_binary() -> str:
-    """PgBouncer's binary. On a machine without it, the suite installs Debian's
-    package itself when it runs as root (as on CI and a fresh development machine),
-    so that the README's test command needs nothing installed by hand; otherwise it
-    fails with the command to run."""
-    found = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+def debian_tool(command: str, *, package: str | None = None, where: str = "/usr/bin") -> str:
+    """A command from one of Debian's packages. On a machine without it, the suite
+    installs the package itself when it runs as root (as on CI and a fresh development
+    machine), so that the README's test command needs nothing installed by hand;
+    otherwise it fails with the command to run."""
+    package = package or command
+    found = shutil.which(command) or f"{where}/{command}"
     if Path(found).exists():
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.fail("pgbouncer is not installed: run `sudo apt-get install pgbouncer`")
+        pytest.fail(f"{command} is not installed: run `sudo apt-get install {package}`")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for args in (
         ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "pgbouncer"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
     ):
         result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
         if result.returncode:
-            pytest.fail(f"installing pgbouncer failed ({' '.join(args)}): {result.stderr[-800:]}")
-    # The package may start a service of its own on port 6432; the tests do not use it.
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run(["/etc/init.d/pgbouncer", "stop"], capture_output=True, timeout=30)
-    return "/usr/sbin/pgbouncer"
+            pytest.fail(f"installing {package} failed ({' '.join(args)}): {result.stderr[-800:]}")
+    if package == "pgbouncer":
+        # The package may start a service of its own on port 6432; the tests do not use it.
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["/etc/init.d/pgbouncer", "stop"], capture_output=True, timeout=30)
+    return f"{where}/{command}"
+
+
+def _pgbouncer_binary() -> str:
+    """PgBouncer's binary (installed by the suite where missing, see debian_tool)."""
+    return debian_tool("pgbouncer", where="/usr/sbin")
 
 
 class PgBouncer:

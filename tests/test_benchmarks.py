@@ -18,9 +18,34 @@ async def test_harness_runs_on_both_dialects(tmp_path: Path) -> None:
     )  # fmt: skip
     text = out.read_text()
     for expected in ("### postgres, 300 rows", "### sqlite, 300 rows", "list page 200",
-                     "todo_app / raw+parse", "raw COPY", "sqlalchemy", "ops/s"):  # fmt: skip
+                     "todo_app / raw+parse", "raw COPY", "sqlalchemy", "ops/s",
+                     "calls per caller min / mean", "| raw+parse (pool 10) |",
+                     "fewest calls of a caller"):  # fmt: skip
         assert expected in text, expected
     assert out.parent == tmp_path
+    # SQLite's tail is in the same table, beside PostgreSQL's.
+    sqlite_part = text.split("### sqlite, 300 rows")[1]
+    assert "| todo_app |" in sqlite_part.split("Concurrent mix")[1]
+
+
+@pytest.mark.postgres
+async def test_http_benchmark_runs(tmp_path: Path) -> None:
+    """The end-to-end benchmark: real uvicorn servers (the shipped example and the raw
+    baseline), loaded by wrk; the numbers are not asserted, only that every endpoint
+    answered without an error and the table has each server's tail."""
+    from benchmarks import http
+    from tests.infra import debian_tool
+
+    debian_tool("wrk")
+    out = await http.main(
+        ["--rows", "300", "--seconds", "1", "--rounds", "1", "--connections", "4",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    text = out.read_text()
+    for expected in ("| endpoint | todo_app | todo_app, no gc freeze | raw asyncpg |",
+                     "| GET id |", "| list |", "| POST |", "| PATCH |", "p99"):  # fmt: skip
+        assert expected in text, expected
+    assert "errors" not in text, text
 
 
 @pytest.mark.postgres
