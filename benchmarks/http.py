@@ -3,6 +3,7 @@ asyncpg, under uvicorn, loaded by wrk; tails per endpoint, side by side in one r
 
     uv run python -m benchmarks.http                      # 100k rows, 10 s per run
     uv run python -m benchmarks.http --todo-app-src DIR   # another checkout's todo_app
+    uv run python -m benchmarks.http --compare DIR        # this one and DIR's, side by side
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``). Servers, each its own process with
 one uvicorn worker and a pool of at most 10 connections (todo_app's default):
@@ -10,6 +11,8 @@ one uvicorn worker and a pool of at most 10 connections (todo_app's default):
 * ``todo_app``: ``examples/fastapi_app.py`` as shipped (``--todo-app-src`` runs the
   example and the package of another checkout: the "before" of a change);
 * ``todo_app, no gc freeze``: the same with ``TODO_APP_GC_FREEZE=0``;
+* ``todo_app @ DIR`` for each ``--compare DIR``: another checkout (a change's "before"),
+  in the same run, so that machine drift hits both alike;
 * ``raw asyncpg``: ``benchmarks/http_raw.py``, the same routes by hand.
 
 Endpoints: ``GET /tasks/{id}`` (random ids of 1,000 owners' tasks), ``GET /tasks``
@@ -221,6 +224,8 @@ async def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--todo-app-src", type=Path, default=REPO,
                         help="checkout whose examples/fastapi_app.py and todo_app to run")  # fmt: skip
+    parser.add_argument("--compare", type=Path, action="append", default=[],
+                        help="also run this checkout's example and todo_app (repeatable)")  # fmt: skip
     parser.add_argument("--no-freeze-variant", action="store_true",
                         help="leave out the run with TODO_APP_GC_FREEZE=0")  # fmt: skip
     parser.add_argument("--pg-url", default=None, help="server (default TEST_DATABASE_URL)")
@@ -234,6 +239,8 @@ async def main(argv: list[str] | None = None) -> Path:
     if not args.no_freeze_variant:
         servers.append(Server("todo_app, no gc freeze", "examples.fastapi_app:app", source,
                               {"TODO_APP_GC_FREEZE": "0"}))  # fmt: skip
+    for other in args.compare:
+        servers.append(Server(f"todo_app @ {other}", "examples.fastapi_app:app", other.resolve()))
     servers.append(Server("raw asyncpg", "benchmarks.http_raw:app", REPO))
     name, url, picks = await prepare(pg, args.rows)
     results: dict[str, dict[str, list[Sample]]] = {
