@@ -52,6 +52,7 @@ from benchmarks.bench import RESULTS, load_postgres, make_rows
 from todo_app.settings import DatabaseURL, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
+PROBE = Path(__file__).resolve().with_name("gc_probe.py")
 ENDPOINTS = ("GET id", "list", "POST", "PATCH")
 OWNERS = 1000
 
@@ -64,18 +65,23 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    #: What benchmarks/gc_probe.py reported at exit: passes, median and longest pause
+    #: (s), objects the collector still walks.
+    collector: tuple[int, float, float, int] | None = None
 
-    def start(self, url: str) -> None:
+    def start(self, url: str, logs: Path) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(self.cwd), **self.env}
         env.pop("TODO_APP_READ_URLS", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", self.target, "--port", str(self.port),
-             "--log-level", "warning", "--no-access-log"],
-            cwd=self.cwd, env=env,
-        )  # fmt: skip
+        self.log = logs / f"server-{self.port}.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(PROBE), self.target, "--port", str(self.port)],
+                cwd=self.cwd, env=env, stderr=log,
+            )  # fmt: skip
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -88,7 +94,7 @@ class Server:
             except OSError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start")
+                raise RuntimeError(f"{self.name} did not start: {self.log.read_text()[-2000:]}")
             time.sleep(0.2)
 
     def url(self, path: str) -> str:
@@ -96,8 +102,13 @@ class Server:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
+            self.process.terminate()  # uvicorn shuts down cleanly: the probe reports
             self.process.wait(30)
+        if self.log is not None and self.log.exists():
+            found = re.search(r"^GCPROBE (\d+) (\S+) (\S+) (\d+)$", self.log.read_text(), re.M)
+            if found:
+                passes, median, longest, tracked = found.groups()
+                self.collector = (int(passes), float(median), float(longest), int(tracked))
 
 
 LUA = """
@@ -214,6 +225,25 @@ def report(results: dict[str, dict[str, list[Sample]]], args: argparse.Namespace
     return lines
 
 
+def collector_report(servers: list[Server]) -> list[str]:
+    lines = [
+        "The cyclic collector's full (generation-2) passes in each server, from its start "
+        "(imports included) to its end (benchmarks/gc_probe.py):",
+        "",
+        "| server | full passes | median / longest pause, ms | objects it still walks at exit |",
+        "|---|---|---|---|",
+    ]
+    for server in servers:
+        if server.collector is None:
+            lines.append(f"| {server.name} | (no report) | | |")
+            continue
+        passes, median, longest, tracked = server.collector
+        lines.append(
+            f"| {server.name} | {passes} | {median * 1e3:.1f} / {longest * 1e3:.1f} | {tracked:,} |"
+        )
+    return [*lines, ""]
+
+
 async def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -248,25 +278,27 @@ async def main(argv: list[str] | None = None) -> Path:
     }
     try:
         with tempfile.TemporaryDirectory(prefix="todo_http_") as scratch:
-            for server in servers:
-                server.start(url)
-            for round_ in range(args.rounds):
-                for endpoint in ENDPOINTS:
-                    script = Path(scratch) / f"{ENDPOINTS.index(endpoint)}.lua"
-                    script.write_text(LUA % {
-                        "ids": ",".join(json.dumps(str(i)) for i, _ in picks),
-                        "owners": ",".join(json.dumps(o) for _, o in picks),
-                        "kind": endpoint, "seed": round_,
-                    })  # fmt: skip
-                    order = servers if round_ % 2 == 0 else servers[::-1]
-                    for server in order:
-                        sample = wrk(script, server.url("/"), args.seconds, args.connections)
-                        results[endpoint][server.name].append(sample)
-                        print(f"  round {round_ + 1} {endpoint:6} {server.name}: "
-                              f"{sample.rate:,.0f}/s p99 {sample.p99 * 1e3:.1f} ms", flush=True)  # fmt: skip
+            try:
+                for server in servers:
+                    server.start(url, Path(scratch))
+                for round_ in range(args.rounds):
+                    for endpoint in ENDPOINTS:
+                        script = Path(scratch) / f"{ENDPOINTS.index(endpoint)}.lua"
+                        script.write_text(LUA % {
+                            "ids": ",".join(json.dumps(str(i)) for i, _ in picks),
+                            "owners": ",".join(json.dumps(o) for _, o in picks),
+                            "kind": endpoint, "seed": round_,
+                        })  # fmt: skip
+                        order = servers if round_ % 2 == 0 else servers[::-1]
+                        for server in order:
+                            sample = wrk(script, server.url("/"), args.seconds, args.connections)
+                            results[endpoint][server.name].append(sample)
+                            print(f"  round {round_ + 1} {endpoint:6} {server.name}: "
+                                  f"{sample.rate:,.0f}/s p99 {sample.p99 * 1e3:.1f} ms", flush=True)  # fmt: skip
+            finally:
+                for server in servers:
+                    server.stop()
     finally:
-        for server in servers:
-            server.stop()
         await drop(pg, name)
     lines = [
         f"# todo_app end-to-end benchmark, {dt.date.today()} on {socket.gethostname()}",
@@ -275,6 +307,7 @@ async def main(argv: list[str] | None = None) -> Path:
         f"`python -m benchmarks.http {' '.join(argv if argv is not None else sys.argv[1:])}`.",
         "",
         *report(results, args),
+        *collector_report(servers),
     ]
     print("\n".join(lines), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,8 @@ async def test_http_benchmark_runs(tmp_path: Path) -> None:
                      "| GET id |", "| list |", "| POST |", "| PATCH |", "p99"):  # fmt: skip
         assert expected in text, expected
     assert "errors" not in text, text
+    assert "| server | full passes |" in text
+    assert "(no report)" not in text, "every server reported its collector passes at exit"
 
 
 @pytest.mark.postgres
