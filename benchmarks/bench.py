@@ -877,9 +877,14 @@ async def main(argv: list[str] | None = None) -> Path:
     for size in (int(s) for s in args.sizes.split(",")):
         for dialect in args.dialects.split(","):
             lines += await run(dialect, size, args.ops, args.mix_seconds, args.bulk, pg, only)
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"{dt.date.today()}-{socket.gethostname()}.md"
-    # Several runs on one day (say 10k/100k, then the opt-in 1M) share the file.
+    return write_results(args.out, lines)
+
+
+def write_results(folder: Path, lines: list[str], suffix: str = "") -> Path:
+    """Append ``lines`` to ``<folder>/<date>-<host><suffix>.md``: several runs on one day
+    (say 10k/100k, then the opt-in 1M) share the file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{dt.date.today()}-{socket.gethostname()}{suffix}.md"
     previous = out.read_text() + "\n---\n\n" if out.exists() else ""
     out.write_text(previous + "\n".join(lines) + "\n")
     print(f"written to {out}")

@@ -48,7 +48,7 @@ from pathlib import Path
 import asyncpg
 
 import todo_app
-from benchmarks.bench import RESULTS, load_postgres, make_rows
+from benchmarks.bench import RESULTS, load_postgres, make_rows, write_results
 from todo_app.settings import DatabaseURL, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -310,12 +310,7 @@ async def main(argv: list[str] | None = None) -> Path:
         *collector_report(servers),
     ]
     print("\n".join(lines), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"{dt.date.today()}-{socket.gethostname()}-http.md"
-    previous = out.read_text() + "\n---\n\n" if out.exists() else ""
-    out.write_text(previous + "\n".join(lines) + "\n")
-    print(f"written to {out}")
-    return out
+    return write_results(args.out, lines, "-http")
 
 
 if __name__ == "__main__":

@@ -56,3 +56,18 @@ async def raw_insert(db: TodoDatabase, **overrides: Any) -> uuid.UUID:
 async def row_count(db: TodoDatabase) -> int:
     _, rows = await db.connection.execute_query('SELECT count(*) AS n FROM "todo_app_task"')
     return int(rows[0]["n"])
+
+
+def pool_releases(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Connections given back through ``asyncpg.Pool.release`` from now on."""
+    import asyncpg
+
+    released: list[Any] = []
+    release = asyncpg.Pool.release
+
+    async def counting(self: Any, connection: Any, **kwargs: Any) -> None:
+        released.append(connection)
+        await release(self, connection, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Pool, "release", counting)
+    return released

@@ -16,7 +16,7 @@ import pytest
 from tortoise.context import TortoiseContext
 
 import todo_app
-from tests.helpers import DIALECTS, FreshURL
+from tests.helpers import DIALECTS, FreshURL, pool_releases
 from todo_app import TaskCreate, TaskRepository, TaskStoreTimeout
 from todo_app.cli.exits import EXIT_UNREACHABLE, translate
 from todo_app.pool import is_fair, make_fair, mark_clean, release_clean
@@ -139,19 +139,10 @@ async def test_queued_callers_are_served_in_arrival_order(pool_of_two: Any, give
 async def test_the_direct_path_serves_in_order_without_pool_release(
     pool_of_two: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncpg
-
     from todo_app.pool import direct_release
 
     assert direct_release()
-    shielded: list[Any] = []
-    release = asyncpg.Pool.release
-
-    async def counting(self: Any, connection: Any, **kwargs: Any) -> None:
-        shielded.append(connection)
-        await release(self, connection, **kwargs)
-
-    monkeypatch.setattr(asyncpg.Pool, "release", counting)
+    shielded = pool_releases(monkeypatch)
     await test_queued_callers_are_served_in_arrival_order(pool_of_two, "direct release")
     assert shielded == []
 
@@ -272,6 +263,22 @@ def test_make_fair_leaves_a_queue_it_does_not_know_alone() -> None:
     assert not is_fair(Pool())
 
 
+async def calls_per_caller(callers: int = 50, total: int = 2000) -> list[int]:
+    """``callers`` coroutines reading one task in a loop until ``total`` calls are done
+    in all; how many each got done."""
+    task = await TaskRepository("alice").create(TaskCreate(title="read me"))
+    calls = [0] * callers
+
+    async def caller(number: int) -> None:
+        repo = TaskRepository("alice")
+        while sum(calls) < total:
+            assert (await repo.get(task.id)).title == "read me"
+            calls[number] += 1
+
+    await asyncio.wait_for(asyncio.gather(*(caller(n) for n in range(callers))), 120)
+    return calls
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
 async def test_fifty_callers_on_a_pool_of_ten_all_get_served(
     fresh_database_url: FreshURL, dialect: str
@@ -281,20 +288,29 @@ async def test_fifty_callers_on_a_pool_of_ten_all_get_served(
     them at most one call). SQLite's one connection and its lock must share too."""
     url = await fresh_database_url(dialect)
     await todo_app.migrate(url)
-    async with opened(url, f"fair_fifty_{dialect}", pool_max_size=10) as _:
-        task = await TaskRepository("alice").create(TaskCreate(title="read me"))
-        calls = [0] * 50
-        total = 2000
+    async with opened(url, f"fair_fifty_{dialect}", pool_max_size=10):
+        calls = await calls_per_caller()
+    assert min(calls) >= sum(calls) / len(calls) / 4, sorted(calls)
 
-        async def caller(number: int) -> None:
-            repo = TaskRepository("alice")
-            while sum(calls) < total:
-                assert (await repo.get(task.id)).title == "read me"
-                calls[number] += 1
 
-        await asyncio.wait_for(asyncio.gather(*(caller(n) for n in range(50))), 120)
-        mean = sum(calls) / len(calls)
-        assert min(calls) >= mean / 4, sorted(calls)
+@pytest.mark.postgres
+async def test_a_hosts_plain_url_pool_serves_everyone_too(fresh_database_url: FreshURL) -> None:
+    """A connection written as a plain URL keeps Tortoise's client and asyncpg's queue:
+    the package gives its connections back through ``Pool.release`` there, and no
+    caller starves either (no bounded wait: that needs ``connection_entry``)."""
+    url = await fresh_database_url("postgres")
+    await todo_app.migrate(url)
+    config = {
+        "connections": {"plain": f"{url.reveal()}?maxsize=10"},
+        "apps": {"todo_app": todo_app.app_config("plain")},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+    async with TortoiseContext() as context:
+        await context.init(config=config)
+        calls = await calls_per_caller()
+        assert not is_fair(context.connections.get("plain")._pool)
+    assert min(calls) >= sum(calls) / len(calls) / 4, sorted(calls)
 
 
 def test_the_pool_timeout_setting() -> None:

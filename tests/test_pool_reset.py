@@ -11,7 +11,7 @@ import pytest
 from tortoise.context import TortoiseContext
 
 import todo_app
-from tests.helpers import FreshURL
+from tests.helpers import FreshURL, pool_releases
 from todo_app import TaskCreate, TaskRepository
 from todo_app.settings import Settings
 
@@ -113,21 +113,6 @@ async def test_only_the_packages_own_checkouts_skip_the_reset(
 
 def idle(pool: Any) -> tuple[int, int]:
     return pool.get_idle_size(), pool.get_size()
-
-
-def pool_releases(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Connections given back through ``asyncpg.Pool.release`` from now on."""
-    import asyncpg
-
-    released: list[Any] = []
-    release = asyncpg.Pool.release
-
-    async def counting(self: Any, connection: Any, **kwargs: Any) -> None:
-        released.append(connection)
-        await release(self, connection, **kwargs)
-
-    monkeypatch.setattr(asyncpg.Pool, "release", counting)
-    return released
 
 
 async def test_a_clean_checkout_goes_back_without_pool_release(
