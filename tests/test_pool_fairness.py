@@ -112,7 +112,7 @@ def granted_in_order(pool: Any) -> list[str]:
 async def test_queued_callers_are_served_in_arrival_order(pool_of_two: Any, give_back: str) -> None:
     """Each caller asks again the moment it gives its connection back, as a busy web
     app's do: it must go behind everyone already waiting, not take the connection it
-    just returned (asyncpg's queue let it, and 40 of 50 callers starved)."""
+    just returned (asyncpg's queue let it, and callers starved)."""
     pool, back = pool_of_two, GIVE_BACK[give_back]
     assert is_fair(pool)
     held = [await pool.acquire() for _ in range(2)]
@@ -284,8 +284,9 @@ async def test_fifty_callers_on_a_pool_of_ten_all_get_served(
     fresh_database_url: FreshURL, dialect: str
 ) -> None:
     """The issue's case, by counts: 50 callers reading in a loop, 2,000 calls in all.
-    Each must get a fair share (asyncpg's queue with the direct release gave 40 of
-    them at most one call). SQLite's one connection and its lock must share too."""
+    Each must get a fair share (asyncpg's queue with the direct release let the
+    unluckiest get 2 calls done while the mean was 451). SQLite's one connection and
+    its lock must share too."""
     url = await fresh_database_url(dialect)
     await todo_app.migrate(url)
     async with opened(url, f"fair_fifty_{dialect}", pool_max_size=10):

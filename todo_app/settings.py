@@ -27,6 +27,7 @@ from pydantic_settings import (
 from todo_app.connection import check_url
 from todo_app.dsn import DatabaseURL, DatabaseURLError, SSLMode
 from todo_app.errors import TodoAppError
+from todo_app.pool import DEFAULT_POOL_TIMEOUT
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -105,7 +106,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TODO_APP_POOL_MAX_SIZE", "pool_max_size"),
     )
     pool_timeout: float | None = Field(
-        default=30.0,
+        default=DEFAULT_POOL_TIMEOUT,
         ge=0,
         allow_inf_nan=False,
         validation_alias=AliasChoices("TODO_APP_POOL_TIMEOUT", "pool_timeout"),
