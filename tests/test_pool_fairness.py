@@ -49,7 +49,11 @@ async def failed(pool: Any, connection: Any) -> None:
     await pool.release(connection)  # already back: a no-op, as after any failure
 
 
-GIVE_BACK = {"direct release": direct, "Pool.release": asyncpg_release, "failed call": failed}
+GIVE_BACK: dict[str, GiveBack] = {
+    "direct release": direct,
+    "Pool.release": asyncpg_release,
+    "failed call": failed,
+}
 
 
 @contextlib.asynccontextmanager
