@@ -151,6 +151,22 @@ def test_no_sslmode_is_libpqs_prefer(home: Path) -> None:
 def test_settings_ssl_mode_overrides_the_url(home: Path) -> None:
     creds = credentials("postgresql://u@h/db?sslmode=disable", ssl_mode=SSLMode.REQUIRE)
     assert creds["ssl"] == "require"
+    assert credentials("postgresql://u@h/db", ssl_mode=SSLMode.DISABLE)["ssl"] is False
+    assert credentials("postgresql://u@h/db?sslmode=require", ssl_mode=SSLMode.REQUIRE)["ssl"]
+
+
+@pytest.mark.parametrize(
+    ("own", "setting"),
+    [("verify-full", "disable"), ("require", "allow"), ("verify-full", "verify-ca"),
+     ("prefer", "allow")],
+)  # fmt: skip
+def test_settings_ssl_mode_never_weakens_the_urls_own(home: Path, own: str, setting: str) -> None:
+    with pytest.raises(DatabaseURLError) as refused:
+        credentials(f"postgresql://u:secret@h/db?sslmode={own}", ssl_mode=SSLMode(setting))
+    message = str(refused.value)
+    assert f'TODO_APP_SSL_MODE="{setting}" would weaken' in message
+    assert f'sslmode="{own}"' in message
+    assert "secret" not in message
 
 
 def _make_cert(tmp_path: Path) -> Path:

@@ -213,10 +213,23 @@ def postgres_credentials(
 
 
 def _ssl_mode(params: dict[str, str], override: SSLMode | None) -> tuple[SSLMode, str | None]:
-    """libpq's effective sslmode and sslrootcert, and its refusals of them."""
+    """libpq's effective sslmode and sslrootcert, and its refusals of them.
+
+    ``override`` (``TODO_APP_SSL_MODE``) replaces the URL's ``sslmode`` only with one at
+    least as strict: a setting made for a whole fleet must not quietly turn one URL's
+    ``verify-full`` into plain text (libpq's ``PGSSLMODE`` never overrides a URL)."""
     binding = _one_of(params, "channel_binding", ("disable", "prefer", "require"), "prefer")
     root = params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT") or None
-    text = override or params.get("sslmode") or os.environ.get("PGSSLMODE")
+    own = params.get("sslmode")
+    if own is not None and override is not None:
+        own = _one_of(params, "sslmode", tuple(SSLMode), "prefer")
+        # SSLMode lists libpq's modes weakest first.
+        if list(SSLMode).index(override) < list(SSLMode).index(SSLMode(own)):
+            raise DatabaseURLError(
+                f'TODO_APP_SSL_MODE="{override}" would weaken the URL\'s own '
+                f'sslmode="{own}": unset it, or give a mode at least as strict'
+            )
+    text = override or own or os.environ.get("PGSSLMODE")
     if text is None:
         mode = SSLMode.VERIFY_FULL if root == "system" else SSLMode.PREFER
     else:

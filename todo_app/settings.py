@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     ssl_mode: SSLMode | None = Field(
         default=None,
         validation_alias=AliasChoices("TODO_APP_SSL_MODE", "ssl_mode"),
-        description="Overrides the URL's sslmode. None: the URL decides (libpq default: prefer).",
+        description="Replaces the URL's sslmode with one at least as strict (a weaker one "
+        "is refused). None: the URL decides (libpq default: prefer).",
     )
     statement_cache_size: int | None = Field(
         default=None,
