@@ -123,6 +123,23 @@ async def load_sqlite(path: str, rows: list[tuple[Any, ...]]) -> None:
         await connection.execute("ANALYZE")
 
 
+async def scratch_database(
+    pg: DatabaseURL, prefix: str
+) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """A new, empty database on ``pg``'s server: its URL, and the call that drops it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg.reveal())
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(pg.reveal())
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    return pg.with_database(name).reveal(), drop
+
+
 # -- contenders ---------------------------------------------------------------------
 
 
@@ -649,18 +666,7 @@ async def run(
     warmup = max(10, ops // 10)
     drop: Callable[[], Awaitable[None]] | None = None
     if dialect == "postgres":
-        name = f"todo_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(pg.reveal())
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = pg.with_database(name).reveal()
-
-        async def drop_db() -> None:
-            admin = await asyncpg.connect(pg.reveal())
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-
-        drop = drop_db
+        url, drop = await scratch_database(pg, "todo_bench")
     else:
         path = os.path.join(tempfile.mkdtemp(prefix="todo_bench_"), "bench.sqlite3")
         url = f"sqlite://{path}"

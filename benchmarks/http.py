@@ -42,13 +42,18 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
-
 import todo_app
-from benchmarks.bench import RESULTS, load_postgres, make_rows, write_results
+from benchmarks.bench import (
+    RESULTS,
+    load_postgres,
+    make_rows,
+    scratch_database,
+    write_results,
+)
 from todo_app.settings import DatabaseURL, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -168,24 +173,18 @@ def wrk(script: Path, url: str, duration: float, connections: int) -> Sample:
                   seconds(latency.group(1)), failed)  # fmt: skip
 
 
-async def prepare(pg: DatabaseURL, rows: int) -> tuple[str, str, list[tuple[uuid.UUID, str]]]:
-    name = f"todo_http_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg.reveal())
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = pg.with_database(name).reveal()
+async def prepare(
+    pg: DatabaseURL, rows: int
+) -> tuple[str, Callable[[], Awaitable[None]], list[tuple[uuid.UUID, str]]]:
+    """A migrated scratch database of ``rows`` tasks: its URL, the call that drops it,
+    and 2,000 (id, owner) pairs for the requests."""
+    url, drop = await scratch_database(pg, "todo_http")
     await todo_app.migrate(url)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
     data = make_rows(rows, lambda n: f"u{n % OWNERS}", start)
     await load_postgres(url, data)
     picks = random.Random(5).sample(data, min(len(data), 2000))
-    return name, url, [(row[0], row[1]) for row in picks]
-
-
-async def drop(pg: DatabaseURL, name: str) -> None:
-    admin = await asyncpg.connect(pg.reveal())
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    return url, drop, [(row[0], row[1]) for row in picks]
 
 
 def report(results: dict[str, dict[str, list[Sample]]], args: argparse.Namespace) -> list[str]:
@@ -272,7 +271,7 @@ async def main(argv: list[str] | None = None) -> Path:
     for other in args.compare:
         servers.append(Server(f"todo_app @ {other}", "examples.fastapi_app:app", other.resolve()))
     servers.append(Server("raw asyncpg", "benchmarks.http_raw:app", REPO))
-    name, url, picks = await prepare(pg, args.rows)
+    url, drop, picks = await prepare(pg, args.rows)
     results: dict[str, dict[str, list[Sample]]] = {
         e: {s.name: [] for s in servers} for e in ENDPOINTS
     }
@@ -299,7 +298,7 @@ async def main(argv: list[str] | None = None) -> Path:
                 for server in servers:
                     server.stop()
     finally:
-        await drop(pg, name)
+        await drop()
     lines = [
         f"# todo_app end-to-end benchmark, {dt.date.today()} on {socket.gethostname()}",
         "",

@@ -21,10 +21,10 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import FastAPI, Header, HTTPException, Response
 
+from benchmarks.bench import COLUMNS
 from todo_app import TaskCreate, TaskPage, TaskRead, TaskUpdate
 from todo_app.pagination import Cursor
 
-COLUMNS = "id, user_id, title, description, status, version, created_at, updated_at, completed_at"
 pool: Any = None
 
 

@@ -17,7 +17,7 @@ from tortoise.context import TortoiseContext
 
 import todo_app
 from tests.helpers import DIALECTS, FreshURL, pool_releases
-from todo_app import TaskCreate, TaskRepository, TaskStoreTimeout
+from todo_app import TaskCreate, TaskRepository, TaskStoreTimeout, TaskStoreUnavailable
 from todo_app.cli.exits import EXIT_UNREACHABLE, translate
 from todo_app.pool import is_fair, make_fair, mark_clean, release_clean
 from todo_app.settings import DatabaseURL, Settings
@@ -257,6 +257,43 @@ async def test_no_pool_timeout_means_no_limit(fresh_database_url: FreshURL) -> N
         assert not reader.done()
         await pool.release(held)
         assert not any((await asyncio.wait_for(reader, 30)).values())
+
+
+@pytest.mark.postgres
+async def test_a_dead_server_fails_every_queued_caller_and_the_pool_heals(
+    fresh_database_url: FreshURL,
+) -> None:
+    """The server goes away under twenty callers on a pool of two: each connect fails,
+    its holder is handed to the next in line, and every caller gets
+    ``TaskStoreUnavailable`` (none waits for ever, none is stranded); when the server
+    is back, the same pool serves again."""
+    from tests.infra import TcpProxy, free_port
+
+    url = await fresh_database_url("postgres")
+    await todo_app.migrate(url)
+    server_port = int(url.params().get("port", "5432"))
+    proxy = await TcpProxy(server_port).start()
+    proxied = DatabaseURL(f"postgresql://postgres@127.0.0.1:{proxy.port}/{url.database}")
+    try:
+        async with opened(proxied, "fair_dead", pool_max_size=2, connect_timeout=5) as pool:
+            task = await TaskRepository("alice").create(TaskCreate(title="survives"))
+            proxy.target_port = free_port()  # nothing listens there: the server is gone
+            proxy.cut()
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(TaskRepository("alice").get(task.id) for _ in range(QUEUED)),
+                    return_exceptions=True,
+                ),
+                60,
+            )
+            assert all(isinstance(r, TaskStoreUnavailable) for r in results), results
+            assert waiting(pool) == 0
+            proxy.target_port = server_port
+            healed = await asyncio.wait_for(TaskRepository("alice").get(task.id), 30)
+            assert healed.title == "survives"
+            assert (pool.get_idle_size(), waiting(pool)) == (pool.get_size(), 0)
+    finally:
+        await proxy.close()
 
 
 def test_make_fair_leaves_a_queue_it_does_not_know_alone() -> None:

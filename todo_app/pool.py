@@ -143,7 +143,6 @@ class _FairHandOff(asyncio.Queue[Any]):
     # Set by make_fair: the object's own __init__ has run long before.
     _fair_waiters: collections.deque[asyncio.Future[Any]]
     _fair_timeout: float | None
-    _fair_size: int
 
     def put_nowait(self, item: Any) -> None:
         waiters = self._fair_waiters
@@ -182,8 +181,8 @@ class _FairHandOff(asyncio.Queue[Any]):
         if waiter.done():
             return
         self._fair_waiters.remove(waiter)
-        waiting = 1 + sum(not other.done() for other in self._fair_waiters)
-        size = self._fair_size
+        waiting = 1 + len(self._fair_waiters)  # only callers still waiting are in it
+        size = self.maxsize  # asyncpg sizes its queue to the pool
         waiter.set_exception(
             TaskStoreTimeout(
                 f"no free database connection after {self._fair_timeout:g} s: the pool's "
@@ -227,7 +226,6 @@ def make_fair(pool: Any, *, timeout: float | None = DEFAULT_POOL_TIMEOUT) -> boo
         return False
     queue._fair_waiters = collections.deque()  # type: ignore[attr-defined]
     queue._fair_timeout = timeout  # type: ignore[attr-defined]
-    queue._fair_size = getattr(pool, "_maxsize", 0) or queue.maxsize  # type: ignore[attr-defined]
     queue.__class__ = _fair_class(type(queue))
     return True
 
