@@ -12,6 +12,7 @@ under uvicorn with two workers that migrate at start-up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -463,3 +465,152 @@ def test_install_locations(tmp_path: Path) -> None:
     if MIGRATIONS_DIR.parent.name == "migrations":  # a source checkout
         with pytest.raises(todo_app.MigrationPlanError, match="own source folder"):
             install_migrations(MIGRATIONS_DIR)
+
+
+# -- a Starlette host on the package's connection entry: the fair, bounded pool --------
+
+STARLETTE_FILES = {
+    "pyproject.toml": """
+        [project]
+        name = "starlette-host"
+        version = "0"
+    """,
+    "shop/__init__.py": "",
+    "shop/models.py": FILES["shop/models.py"],
+    "settings.py": """
+        import os
+
+        import todo_app
+
+        TORTOISE_ORM = {
+            "connections": {
+                "main": todo_app.connection_entry(
+                    todo_app.get_settings(), os.environ["DATABASE_URL"]
+                )
+            },
+            "apps": {
+                "shop": {"models": ["shop.models", "aerich.models"], "default_connection": "main"},
+                "todo_app": todo_app.app_config("main"),
+            },
+            "use_tz": True,
+            "timezone": "UTC",
+        }
+    """,
+    "app.py": """
+        import gc
+        from contextlib import asynccontextmanager
+
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+        from tortoise import Tortoise
+
+        import todo_app
+        from settings import TORTOISE_ORM
+
+
+        @asynccontextmanager
+        async def lifespan(app):
+            # No Tortoise helper for Starlette: request handlers run in other tasks.
+            await Tortoise.init(config=TORTOISE_ORM, _enable_global_fallback=True)
+            await todo_app.migrate()
+            todo_app.freeze_startup_objects()
+            yield
+            await Tortoise.close_connections()
+
+
+        async def engine(request):
+            module = type(Tortoise.get_connection("main")).__module__
+            return JSONResponse({"engine": module, "frozen": gc.get_freeze_count()})
+
+
+        async def hold(request):
+            await Tortoise.get_connection("main").execute_query("SELECT pg_sleep(4)")
+            return JSONResponse({"held": True})
+
+
+        async def add(request):
+            repo = todo_app.TaskRepository(request.path_params["owner"])
+            task = await repo.create(todo_app.TaskCreate(title=request.path_params["title"]))
+            return JSONResponse({"title": task.title}, status_code=201)
+
+
+        async def timeout(request, exc):
+            return JSONResponse({"detail": str(exc)}, status_code=504)
+
+
+        app = Starlette(
+            routes=[
+                Route("/engine", engine),
+                Route("/hold", hold),
+                Route("/{owner}/tasks/{title}", add, methods=["POST"]),
+            ],
+            lifespan=lifespan,
+            exception_handlers={todo_app.TaskStoreTimeout: timeout},
+        )
+    """,
+}
+
+
+@pytest.mark.postgres
+async def test_a_starlette_host_gets_the_fair_bounded_pool_from_the_wheel(
+    venv: Path, tmp_path: Path, fresh_database_url: FreshURL
+) -> None:
+    """Aerich's own ``aerich init`` config, a host app of its own on the package's
+    connection entry (so Aerich loads ``todo_app.engine``), Starlette under uvicorn:
+    the pool is the package's, start-up froze its objects, an exhausted pool answers
+    504 naming itself instead of hanging, and a bad setting is refused by name."""
+    url = (await fresh_database_url("postgres")).reveal()
+    await asyncio.to_thread(walk_starlette_host, venv, tmp_path / "starlette-host", url)
+
+
+def walk_starlette_host(venv: Path, root: Path, url: str) -> None:
+    import concurrent.futures
+
+    for name, text in STARLETTE_FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    env = {**host_env(venv, url), "TODO_APP_POOL_MAX_SIZE": "2", "TODO_APP_POOL_TIMEOUT": "1"}
+    run("aerich", "init", "-t", "settings.TORTOISE_ORM", cwd=root, env=env)
+    run("aerich", "--app", "shop", "init-db", cwd=root, env=env)
+
+    refused = run("python", "-c", "import settings", cwd=root, code=1,
+                  env={**env, "TODO_APP_POOL_TIMEOUT": "-1"})  # fmt: skip
+    assert "TODO_APP_POOL_TIMEOUT" in refused
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["uvicorn", "app:app", "--port", str(port), "--log-level", "warning"],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                started = http("GET", f"{base}/engine")
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else b""
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.2)
+        assert isinstance(started, dict)
+        assert started["engine"] == "todo_app.engine"
+        assert started["frozen"] > 0
+
+        with concurrent.futures.ThreadPoolExecutor(2) as holders:
+            held = [holders.submit(http, "GET", f"{base}/hold") for _ in range(2)]
+            time.sleep(1)  # both holds in flight (they last 4 s)
+            with pytest.raises(urllib.error.HTTPError) as exhausted:
+                http("POST", f"{base}/alice/tasks/waits")
+            assert exhausted.value.code == 504
+            detail = json.loads(exhausted.value.read())["detail"]
+            assert "the pool's 2 connections all in use" in detail
+            assert [f.result(timeout=30) for f in held] == [{"held": True}] * 2
+        assert http("POST", f"{base}/alice/tasks/served") == {"title": "served"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stderr:
+            server.stderr.close()
