@@ -71,3 +71,45 @@ def pool_releases(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(asyncpg.Pool, "release", counting)
     return released
+
+
+async def plain_sql(url: DatabaseURL, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on ``url`` with the bare driver, no todo_app or Tortoise in between:
+    what the database itself holds. Rows of the last statement (none for a script)."""
+    if url.dialect == "sqlite":
+        import sqlite3
+
+        db = sqlite3.connect(url.reveal().removeprefix("sqlite://"))
+        try:
+            if ";" in sql.strip().rstrip(";"):
+                db.executescript(sql)
+                return []
+            rows = [tuple(row) for row in db.execute(sql)]
+            db.commit()
+            return rows
+        finally:
+            db.close()
+    import asyncpg
+
+    connection = await asyncpg.connect(url.reveal())
+    try:
+        if ";" in sql.strip().rstrip(";"):
+            await connection.execute(sql)
+            return []
+        return [tuple(row) for row in await connection.fetch(sql)]
+    finally:
+        await connection.close()
+
+
+async def bookkeeping(url: DatabaseURL) -> list[str]:
+    """todo_app's rows of the ``aerich`` table in id order ([] without the table)."""
+    if url.dialect == "sqlite":
+        found = await plain_sql(url, "SELECT name FROM sqlite_master WHERE name = 'aerich'")
+    else:
+        found = await plain_sql(url, "SELECT 1 WHERE to_regclass('aerich') IS NOT NULL")
+    if not found:
+        return []
+    rows = await plain_sql(
+        url, 'SELECT "version" FROM "aerich" WHERE "app" = \'todo_app\' ORDER BY "id"'
+    )
+    return [str(row[0]) for row in rows]

@@ -27,12 +27,13 @@ from typing import Final
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from todo_app.config import APP_LABEL
+from todo_app.dialects import dialect_for
 from todo_app.errors import MigrationPlanError, SchemaAhead, SchemaMismatch
 from todo_app.guard import SOURCE_DIR
 from todo_app.migrator import (
     adopt,
     inspect_schema,
-    lock_in_transaction,
+    lock_aerich_transaction,
     migration_history,
     run_script,
 )
@@ -79,7 +80,7 @@ def aerich_migration(filename: str) -> tuple[Step, Step, str]:
     state_string = str(getattr(migration.load(), "MODELS_STATE", ""))
 
     async def upgrade(db: BaseDBAsyncClient) -> str:
-        await lock_in_transaction(db)
+        await lock_aerich_transaction(db)
         state = await inspect_schema(db)
         if state.unknown:
             raise SchemaAhead(
@@ -88,56 +89,77 @@ def aerich_migration(filename: str) -> tuple[Step, Step, str]:
                 state.unknown,
             )
         if state.level is not None and state.level > index:
-            return _DONE  # its effect is there already: Aerich records it
-        if state.level == index:
+            pass  # its effect is there already: Aerich records it
+        elif state.level == index:
             await run_script(db, await migration.load().upgrade(db))
-            return _DONE
-        level = state.adoptable_level()
-        if level is not None and level > index:
+        elif (level := state.adoptable_level()) is not None and level > index:
             await adopt(db, history[:level], state)
-            return _DONE
-        found = state.differences()
-        raise SchemaMismatch(
-            f"cannot apply {filename}: the table is not what the earlier migrations made: "
-            + "; ".join(found),
-            found,
+        else:
+            found = state.differences()
+            raise SchemaMismatch(
+                f"cannot apply {filename}: the table is not what the earlier migrations "
+                "made: " + "; ".join(found),
+                found,
+            )
+        # Aerich checked for this file's row before the lock; another runner may have
+        # recorded it (and later ones) since. Aerich inserts its row after the handed
+        # back script: clearing this file's rows and the later ones first leaves one
+        # row each, in order (Aerich records the later ones as it goes on).
+        return await dialect_for(db).handoff_to_aerich(
+            db, _DONE, forget=names[index:], revert=False
         )
 
     async def downgrade(db: BaseDBAsyncClient) -> str:
-        await lock_in_transaction(db)
+        await lock_aerich_transaction(db)
         state = await inspect_schema(db)
         if state.level != index + 1 or set(state.known) != set(names[: index + 1]):
+            if state.irregular_rows:
+                raise SchemaMismatch(
+                    f"cannot revert {filename} with Aerich: todo_app's rows of the aerich "
+                    "table are out of order, and Aerich reverts the newest row first: run "
+                    "`todo-app migrate` (it rewrites them) and revert again",
+                    ["the bookkeeping rows are out of order"],
+                )
             found = state.differences() or ["the bookkeeping rows are out of order"]
             raise SchemaMismatch(
                 f"cannot revert {filename}: the table is not what it made: " + "; ".join(found),
                 found,
             )
+        # Aerich deletes the row it read before the lock, by id; another runner may
+        # have rewritten the rows since. Every row of this file goes with the revert.
         script: str = await migration.load().downgrade(db)
-        return script
+        return await dialect_for(db).handoff_to_aerich(db, script, forget=[filename], revert=True)
 
     return upgrade, downgrade, state_string
 
 
-def host_migrations_dir(pyproject: Path | None = None) -> Path | None:
-    """todo_app's folder in the host's Aerich ``location`` (``[tool.aerich]`` of the
-    ``pyproject.toml`` in the working directory), or None when there is none."""
-    pyproject = Path("pyproject.toml") if pyproject is None else pyproject
+def host_migrations_dir(config_file: Path | None = None) -> Path | None:
+    """todo_app's folder in the host's Aerich ``location``, found as Aerich finds it,
+    or None when there is none.
+
+    Aerich reads ``config_file`` (its ``-c``, default ``pyproject.toml`` in the
+    working directory), takes ``[tool.aerich]`` when it is there and not empty, else
+    ``[tool.tortoise]`` (what ``aerich init`` writes next to Tortoise 1.x), and
+    resolves ``location`` against the working directory, not the file's folder.
+    """
+    config_file = Path("pyproject.toml") if config_file is None else config_file
     try:
-        config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
+        config = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
-    location = config.get("tool", {}).get("aerich", {}).get("location")
-    if not isinstance(location, str):
+    tool = config.get("tool", {})
+    section = (tool.get("aerich") or tool.get("tortoise")) if isinstance(tool, dict) else None
+    location = section.get("location") if isinstance(section, dict) else None
+    if not isinstance(location, str) or not location:
         return None
-    return aerich_dir(location, base=pyproject.parent)
+    return aerich_dir(location)
 
 
-def aerich_dir(location: str, *, base: Path | None = None) -> Path:
+def aerich_dir(location: str) -> Path:
     """Where Aerich looks for todo_app's files, given its ``location`` setting."""
-    path = (
-        Path(location.format(app=APP_LABEL)) if "{app}" in location else Path(location, APP_LABEL)
-    )
-    return path if path.is_absolute() or base is None else base / path
+    if "{app}" in location:
+        return Path(location.format(app=APP_LABEL))
+    return Path(location, APP_LABEL)
 
 
 @dataclass

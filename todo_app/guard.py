@@ -32,6 +32,7 @@ __all__ = [
     "inspect_schema",
     "migration_history",
     "recorded_migrations",
+    "recorded_rows",
     "schema_verdict",
 ]
 
@@ -95,6 +96,13 @@ def migration_history(directory: Path | None = None) -> list[Migration]:
 
 async def recorded_migrations(db: BaseDBAsyncClient) -> list[str]:
     """todo_app's rows of the ``aerich`` table, oldest first, each name once."""
+    return list(dict.fromkeys(version for _, version in await recorded_rows(db)))
+
+
+async def recorded_rows(db: BaseDBAsyncClient) -> list[tuple[int, str]]:
+    """todo_app's rows of the ``aerich`` table as ``(id, version)``, in id order,
+    duplicates included (the runner repairs them; readers use
+    :func:`recorded_migrations`)."""
     columns = await aerich_columns(db)
     if columns is None:
         return []
@@ -106,10 +114,10 @@ async def recorded_migrations(db: BaseDBAsyncClient) -> list[str]:
         )
     mark = dialect_for(db).param(1)
     _, rows = await db.execute_query(
-        f'SELECT "version" FROM "aerich" WHERE "app" = {mark} ORDER BY "id"',  # noqa: S608
+        f'SELECT "id", "version" FROM "aerich" WHERE "app" = {mark} ORDER BY "id"',  # noqa: S608
         [APP_LABEL],
     )
-    return list(dict.fromkeys(str(row["version"]) for row in rows))
+    return [(int(row["id"]), str(row["version"])) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,8 @@ class SchemaState:
     live: TableShape | None
     level: int | None
     shapes: list[TableShape | None] = field(repr=False)
+    #: The raw ``(id, version)`` rows behind ``recorded``, duplicates included.
+    rows: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     @property
     def unknown(self) -> list[str]:
@@ -158,6 +168,14 @@ class SchemaState:
         return None
 
     @property
+    def irregular_rows(self) -> bool:
+        """The known rows hold a duplicate or are out of history order: what two
+        runners racing (before todo_app serialised Aerich's stubs) could leave. Aerich
+        reverts the row with the highest id first, so the order matters."""
+        versions = [version for _, version in self.rows if version in self.names]
+        return versions != self.names[: len(versions)]
+
+    @property
     def pending(self) -> list[str]:
         return self.names[len(self.known) :]
 
@@ -173,7 +191,8 @@ async def inspect_schema(db: BaseDBAsyncClient) -> SchemaState:
     """Read todo_app's bookkeeping rows and its live table on ``db``."""
     names = [migration.filename for migration in migration_history()]
     dialect = str(db.capabilities.dialect)
-    recorded = await recorded_migrations(db)
+    rows = await recorded_rows(db)
+    recorded = list(dict.fromkeys(version for _, version in rows))
     live = await read_shape(db)
     shapes: list[TableShape | None] = [None]
     for name in names:
@@ -186,7 +205,7 @@ async def inspect_schema(db: BaseDBAsyncClient) -> SchemaState:
     # Migrations that leave the table as it was (data-only ones) make several levels
     # look alike: the bookkeeping decides between them when it agrees with the table.
     level = known if known in matches else (matches[-1] if matches else None)
-    return SchemaState(dialect, names, recorded, live, level, shapes)
+    return SchemaState(dialect, names, recorded, live, level, shapes, rows)
 
 
 def schema_verdict(state: SchemaState, *, allow_newer: bool = True) -> SchemaOutOfDate | None:
@@ -214,7 +233,8 @@ def schema_verdict(state: SchemaState, *, allow_newer: bool = True) -> SchemaOut
             )
             return None
         why = (
-            "upgrade the package (this version may run on it: pass allow_newer=True)"
+            "upgrade the package (this version may run on it: pass allow_newer=True, "
+            "or `todo-app check --allow-newer`)"
             if compatible
             else "its table no longer takes this version's writes: upgrade the package"
         )

@@ -82,6 +82,7 @@ __all__ = [
     "connection_to",
     "downgrade",
     "inspect_schema",
+    "lock_aerich_transaction",
     "lock_in_transaction",
     "migrate",
     "migration_history",
@@ -228,6 +229,16 @@ async def lock_in_transaction(
     await dialect_for(tx).migration_lock(tx, deadline=deadline, lock_timeout=lock_timeout)
 
 
+async def lock_aerich_transaction(
+    tx: BaseDBAsyncClient, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> None:
+    """Take the migration lock in the transaction Aerich runs an installed stub in
+    (nothing ran in it yet), made a write transaction the way the runner's are."""
+    deadline = time.monotonic() + lock_timeout
+    await dialect_for(tx).take_over_transaction(tx, deadline=deadline, lock_timeout=lock_timeout)
+    await lock_in_transaction(tx, deadline=deadline, lock_timeout=lock_timeout)
+
+
 async def translated(step: Awaitable[R], dialect: Dialect | None = None) -> R:
     """Driver and Tortoise errors of a migration step as one-line MigrationFailed
     (connection failures and a busy lock pass through: callers handle them)."""
@@ -254,12 +265,15 @@ def _is_connection_failure(exc: BaseException) -> bool:
 async def _record(tx: BaseDBAsyncClient, migrations: list[Migration]) -> None:
     from aerich.coder import encoder
 
-    cast = dialect_for(tx).json_cast
+    dialect = dialect_for(tx)
+    # A lost "aerich" table is made again, as Aerich's model makes it: the rows below
+    # are what lets the runner (and Aerich) know what the live table already shows.
+    await tx.execute_query(dialect.aerich_table)
     version, app, content = _marks(tx, 3)
     for migration in migrations:
         await tx.execute_query(
             'INSERT INTO "aerich" ("version", "app", "content") '
-            f"VALUES ({version}, {app}, {content}{cast})",
+            f"VALUES ({version}, {app}, {content}{dialect.json_cast})",
             [migration.filename, APP_LABEL, encoder(migration.models_state())],
         )
 
@@ -272,27 +286,59 @@ class _Step:
     migrations: list[Migration]
 
 
+async def _forget(tx: BaseDBAsyncClient, filenames: list[str]) -> None:
+    """Delete todo_app's bookkeeping rows of ``filenames`` (every copy of each)."""
+    await dialect_for(tx).forget_migrations(tx, filenames)
+
+
+async def _rewrite_bookkeeping(tx: BaseDBAsyncClient, state: SchemaState) -> _Step:
+    """Make todo_app's rows say exactly what the live table shows: one row per
+    migration up to ``state.level``, in order. Rows go missing (a lost ``aerich``
+    table, a row deleted by hand), pile up (two runners of an older todo_app racing),
+    get out of order (Aerich reverts whatever row has the highest id first), or stay
+    behind a revert (Aerich deleting one of two copies): the live table decides."""
+    assert state.level is not None
+    history = migration_history()
+    wanted = [migration.filename for migration in history[: state.level]]
+    missing = [name for name in wanted if name not in state.known]
+    lying = [name for name in state.known if name not in wanted]
+    if lying:
+        logger.warning(
+            "%s recorded as applied, but the table lacks its effect (%s): the row(s) are "
+            "removed and the migration applied",
+            ", ".join(lying),
+            "; ".join(state.differences()),
+        )
+    elif not missing:
+        logger.warning(
+            "todo_app's rows of the aerich table were duplicated or out of order: rewritten"
+        )
+    await _forget(tx, state.known)
+    await _record(tx, history[: state.level])
+    return _Step("recorded", [m for m in history if m.filename in missing])
+
+
 async def _bring_forward(tx: BaseDBAsyncClient, *, upto: int | None = None) -> _Step | None:
     """Make one step towards migration level ``upto`` (default: head), trusting the
-    live table; None when there is nothing to do. Bookkeeping is the caller's."""
+    live table; None when there is nothing to do. Bookkeeping is the caller's, except
+    for a repair of the rows themselves (recorded here)."""
     state = await inspect_schema(tx)
     history = migration_history()
     upto = len(history) if upto is None else upto
     if state.unknown:
         return None  # ahead of this version: upgrade() reports it
     if state.level is not None:
-        done = set(state.known)
-        ahead_of_table = [name for name in state.names[state.level :] if name in done]
-        if ahead_of_table:
+        rows = [version for _, version in state.rows]
+        if state.level == 0 and rows:
+            # Rows, and no table: somebody dropped it. Never papered over by a new
+            # empty table; the operator decides (restore it, or delete the rows).
             raise SchemaMismatch(
-                f"{', '.join(ahead_of_table)} recorded as applied, but the table lacks "
+                f"{', '.join(state.known)} recorded as applied, but the table lacks "
                 "their effect: " + "; ".join(state.differences()),
                 state.differences(),
             )
-        present = history[: state.level]
-        unrecorded = [m for m in present if m.filename not in done]
-        if unrecorded:
-            return _Step("recorded", unrecorded)
+        if rows != state.names[: state.level]:
+            return await _rewrite_bookkeeping(tx, state)
         if state.level >= upto:
             return None
         migration = history[state.level]
@@ -381,7 +427,7 @@ async def upgrade(
 
     async def step(tx: BaseDBAsyncClient) -> _Step | None:
         made = await _bring_forward(tx)
-        if made is not None:
+        if made is not None and made.action != "recorded":
             await _record(tx, made.migrations)  # in the same transaction as the step
         return made
 

@@ -106,18 +106,24 @@ async def cmd_check(args: argparse.Namespace) -> int:
         print("write a new migration for this change", file=sys.stderr)
         return EXIT_SCHEMA
     say("models match the newest migration")
-    installed = host_migrations_dir()
+    installed = host_migrations_dir(args.config)
     if installed is not None and (missing := missing_from(installed)):
         raise CliError(
-            f"the Aerich migrations in {installed} are behind this todo_app "
+            f"the Aerich migrations in {escape(str(installed))} are behind this todo_app "
             f"(missing {', '.join(missing)}): run `todo-app install-migrations`",
             EXIT_SCHEMA,
+        )
+    if installed is not None and not installed.is_dir():
+        say(
+            f"note: no todo_app migrations in {escape(str(installed))} (Aerich's location): "
+            "if you deploy with `aerich --app todo_app upgrade`, run "
+            "`todo-app install-migrations` first"
         )
     if args.drift_only:
         return EXIT_OK
     async with database(args, check_schema=False) as connection:
         state = await inspect_schema(connection)
-    verdict = schema_verdict(state, allow_newer=False)
+    verdict = schema_verdict(state, allow_newer=args.allow_newer)
     if verdict is not None:
         raise CliError(str(verdict), EXIT_SCHEMA)
     say("database is at head (the live table matches the newest migration)")
@@ -129,11 +135,12 @@ async def cmd_install_migrations(args: argparse.Namespace) -> int:
 
     from todo_app.aerich_bridge import aerich_dir, host_migrations_dir, install_migrations
 
-    directory = aerich_dir(args.location) if args.location else host_migrations_dir()
+    directory = aerich_dir(args.location) if args.location else host_migrations_dir(args.config)
     if directory is None:
         raise CliError(
-            "no Aerich location: run this where the host's pyproject.toml has "
-            "[tool.aerich] (after `aerich init`), or pass --location",
+            f"no Aerich location in {escape(str(args.config))} ([tool.aerich] or "
+            "[tool.tortoise], as `aerich init` writes it): run this where the host runs "
+            "aerich, pass -c/--config as you pass it to aerich, or --location",
             EXIT_USAGE,
         )
     report = install_migrations(Path(directory))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from todo_app.cli import migrations, tasks, transfer
@@ -135,15 +136,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument(
         "--location",
-        help="the host's Aerich location (default: [tool.aerich] of ./pyproject.toml)",
+        help="the host's Aerich location (default: read from the Aerich config, as aerich does)",
     )
     command("history", migrations.cmd_history, "list migrations, [x] = applied")
     check = command(
         "check",
         migrations.cmd_check,
-        "fail if models drifted from the migrations or the database is not at head",
+        "fail if models drifted from the migrations, the host's Aerich copy is behind, "
+        "or the database is not at head",
     )
     check.add_argument("--drift-only", action="store_true", help="skip the database check")
+    check.add_argument(
+        "--allow-newer",
+        action="store_true",
+        help="pass a database a newer todo_app migrated if its table takes this version's writes",
+    )
+    for sub in (install, check):
+        sub.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            default=Path("pyproject.toml"),
+            metavar="FILE",
+            help="Aerich's config file, as given to aerich -c (default: pyproject.toml); "
+            "its [tool.aerich] or [tool.tortoise] location is used",
+        )
 
     # -- tasks -----------------------------------------------------------------------
     add = with_json(command("add", tasks.cmd_add, "add a task"))

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from todo_app import rules
+from todo_app.config import APP_LABEL
 from todo_app.errors import TaskConflict, TaskError, TaskValidationError
 from todo_app.models import Task
 from todo_app.rules import TaskStatus
@@ -170,6 +171,9 @@ class Dialect(abc.ABC):
     label: ClassVar[str]
     #: Appended to the parameter that carries Aerich's JSON ``content``.
     json_cast: ClassVar[str] = ""
+    #: Aerich's bookkeeping table as Aerich's model makes it, ``IF NOT EXISTS``: the
+    #: runner re-creates it when it was lost (migration 0 holds its own frozen copy).
+    aerich_table: ClassVar[str]
     #: Options of the temporary table a migration stashes rows in.
     temporary_table_options: ClassVar[str] = ""
     #: Whether its servers can be read replicas of each other (``todo_app.replicas``:
@@ -248,6 +252,32 @@ class Dialect(abc.ABC):
     ) -> None:
         """Inside the migration transaction: wait (until ``deadline``) for the lock
         that serialises migrators, reporting who holds it."""
+
+    async def forget_migrations(self, tx: BaseDBAsyncClient, filenames: Sequence[str]) -> None:
+        """Delete todo_app's bookkeeping rows of ``filenames`` (every copy of each)."""
+        if not filenames:
+            return
+        marks = ", ".join(self.param(n) for n in range(2, len(filenames) + 2))
+        await tx.execute_query(
+            f'DELETE FROM "aerich" WHERE "app" = {self.param(1)} AND "version" IN ({marks})',
+            [APP_LABEL, *filenames],
+        )
+
+    async def handoff_to_aerich(
+        self, tx: BaseDBAsyncClient, script: str, *, forget: Sequence[str], revert: bool
+    ) -> str:
+        """What an installed stub hands back to Aerich: ``script`` (a revert's SQL, or
+        a no-op), with todo_app's rows of ``forget`` deleted first. Aerich runs it,
+        then inserts or deletes its own row, in the stub's transaction."""
+        await self.forget_migrations(tx, forget)
+        return script
+
+    async def take_over_transaction(  # noqa: B027 - optional hook
+        self, tx: BaseDBAsyncClient, *, deadline: float, lock_timeout: float
+    ) -> None:
+        """In a transaction somebody else began (Aerich's, around an installed stub)
+        and in which nothing ran yet: make it a write transaction as the runner's own
+        are, waiting (until ``deadline``) for the database's write lock."""
 
     @asynccontextmanager
     async def lock_attempts(self, db: BaseDBAsyncClient) -> AsyncIterator[None]:

@@ -104,6 +104,11 @@ class PostgresDialect(Dialect):
     name: ClassVar[str] = "postgres"
     label: ClassVar[str] = "PostgreSQL"
     json_cast: ClassVar[str] = "::jsonb"
+    aerich_table: ClassVar[str] = (
+        'CREATE TABLE IF NOT EXISTS "aerich" ("id" SERIAL NOT NULL PRIMARY KEY, '
+        '"version" VARCHAR(255) NOT NULL, "app" VARCHAR(100) NOT NULL, '
+        '"content" JSONB NOT NULL)'
+    )
     # Dropped at commit whatever happens, never left on a pooled connection.
     temporary_table_options: ClassVar[str] = " ON COMMIT DROP"
     replicas: ClassVar[bool] = True

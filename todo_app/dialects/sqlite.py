@@ -17,21 +17,24 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sqlite3
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar, Final
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from todo_app.config import APP_LABEL
 from todo_app.dialects.base import Dialect, Progress, Rows, field_of_constraint, refused
 from todo_app.errors import (
+    MigrationLockTimeout,
     MigrationPlanError,
     TaskConflict,
     TaskError,
     TaskStoreError,
     TaskStoreUnavailable,
 )
-from todo_app.schema import TableShape, column_definition, index_definition
+from todo_app.schema import TABLE, TableShape, column_definition, index_definition
 
 __all__ = ["SQLiteDialect"]
 
@@ -80,9 +83,33 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+#: How long the script an installed stub hands Aerich waits for the write lock.
+_AERICH_LOCK_WAIT_MS: Final = 300_000
+#: todo_app's bookkeeping rows and the task table's DDL: what a revert was planned on.
+_FINGERPRINT: Final = (
+    "SELECT (SELECT coalesce(group_concat(\"version\", ','), '') FROM (SELECT \"version\" "
+    'FROM "aerich" WHERE "app" = ?1 ORDER BY "id")) AS rows, (SELECT "sql" FROM '
+    f"sqlite_master WHERE \"type\" = 'table' AND \"name\" = '{TABLE}') AS ddl"
+)
+_UNCHANGED_TABLE: Final = (
+    'CREATE TEMP TABLE IF NOT EXISTS "todo_app_unchanged" ("unchanged" INTEGER '
+    'CONSTRAINT "todo_app: the database changed while aerich was reverting a todo_app '
+    'migration; nothing was reverted, run it again" CHECK ("unchanged"))'
+)
+
+
+def _literal(value: str | None) -> str:
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
 class SQLiteDialect(Dialect):
     name: ClassVar[str] = "sqlite"
     label: ClassVar[str] = "SQLite"
+    aerich_table: ClassVar[str] = (
+        'CREATE TABLE IF NOT EXISTS "aerich" ("id" INTEGER PRIMARY KEY AUTOINCREMENT NOT '
+        'NULL, "version" VARCHAR(255) NOT NULL, "app" VARCHAR(100) NOT NULL, '
+        '"content" JSON NOT NULL)'
+    )
 
     def param(self, number: int) -> str:
         return f"?{number}"
@@ -184,6 +211,63 @@ class SQLiteDialect(Dialect):
     async def run_script(self, tx: BaseDBAsyncClient, script: str) -> None:
         for statement in _statements(script):
             await tx.execute_query(statement)
+
+    async def handoff_to_aerich(
+        self, tx: BaseDBAsyncClient, script: str, *, forget: Sequence[str], revert: bool
+    ) -> str:
+        # Tortoise runs Aerich's script with sqlite3's executescript, which COMMITs the
+        # stub's transaction first: the script, and the row Aerich writes after it,
+        # would land outside the lock. So the script takes the write lock again, clears
+        # the rows under it, and a revert first proves that nothing changed meanwhile
+        # (a CHECK on a temporary row fails the run, rolled back, if anything did).
+        _, timeout = await tx.execute_query("PRAGMA busy_timeout")
+        previous = int(next(iter(dict(timeout[0]).values())))
+        parts = [
+            f"PRAGMA busy_timeout = {_AERICH_LOCK_WAIT_MS}",
+            "BEGIN IMMEDIATE",
+            f"PRAGMA busy_timeout = {previous}",
+        ]
+        if revert:
+            _, seen = await tx.execute_query(_FINGERPRINT, [APP_LABEL])
+            rows, ddl = dict(seen[0])["rows"], dict(seen[0])["ddl"]
+            parts += [
+                _UNCHANGED_TABLE,
+                f'INSERT INTO temp."todo_app_unchanged" ("unchanged") SELECT rows IS '
+                f"{_literal(rows)} AND ddl IS {_literal(ddl)} FROM ("
+                + _FINGERPRINT.replace("?1", _literal(APP_LABEL))
+                + ")",
+                'DELETE FROM temp."todo_app_unchanged"',
+            ]
+        if forget:
+            names = ", ".join(_literal(name) for name in forget)
+            parts.append(
+                f'DELETE FROM "aerich" WHERE "app" = {_literal(APP_LABEL)} '
+                f'AND "version" IN ({names})'
+            )
+        return ";\n".join(parts) + ";\n" + script
+
+    async def take_over_transaction(
+        self, tx: BaseDBAsyncClient, *, deadline: float, lock_timeout: float
+    ) -> None:
+        # Aerich's transaction is a deferred BEGIN: the stub's first read would pin a
+        # snapshot, and its first write then fail at once with "database is locked"
+        # whenever another runner wrote meanwhile. Nothing ran in it yet, so it is
+        # swapped for BEGIN IMMEDIATE, retried (each attempt waits a second on the
+        # busy timeout) until the runner's deadline.
+        await tx.execute_query("COMMIT")
+        async with self.lock_attempts(tx):
+            while True:
+                try:
+                    await tx.execute_query("BEGIN IMMEDIATE")
+                    return
+                except Exception as exc:
+                    if not self.is_busy(exc):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise MigrationLockTimeout(
+                            f"gave up after {lock_timeout:g} s waiting for the SQLite write "
+                            "lock: another process is writing to or migrating this database"
+                        ) from None
 
     @contextlib.asynccontextmanager
     async def lock_attempts(self, db: BaseDBAsyncClient) -> AsyncIterator[None]:
