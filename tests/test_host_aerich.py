@@ -29,22 +29,18 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import DIALECTS, FreshURL
+from tests.helpers import DIALECTS, FreshURL, bookkeeping
 from todo_app.settings import DatabaseURL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ORDERS = ["host first", "todo_app first", "generate_schemas first"]
 
 FILES = {
+    # Aerich's section is written by `aerich init` itself (see write_host).
     "pyproject.toml": """
         [project]
         name = "shop-host"
         version = "0"
-
-        [tool.aerich]
-        tortoise_orm = "settings.TORTOISE_ORM"
-        location = "./migrations"
-        src_folder = "./."
     """,
     "shop/__init__.py": "",
     "shop/models.py": """
@@ -204,6 +200,17 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "venv"
 
 
+def write_host(root: Path, env: dict[str, str]) -> None:
+    """The host's files, and its Aerich config as ``aerich init`` writes it (on
+    Tortoise 1.x: ``[tool.tortoise]``)."""
+    for name, text in FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    run("aerich", "init", "-t", "settings.TORTOISE_ORM", cwd=root, env=env)
+    assert "[tool.tortoise]" in (root / "pyproject.toml").read_text()
+
+
 def host_env(venv: Path, url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
@@ -224,12 +231,9 @@ async def project(
     todo_app's migrations installed next to it."""
     dialect: str = request.param
     root = tmp_path / "host"
-    for name, text in FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
     scratch = await fresh_database_url(dialect)
     env = host_env(venv, scratch.reveal())
+    write_host(root, env)
     run("aerich", "--app", "shop", "init-db", cwd=root, env=env)
     (shop_init,) = (root / "migrations" / "shop").glob("0_*_init.py")
     assert '"todo_app_task"' in shop_init.read_text(), "Aerich wrote todo_app's table into shop's"
@@ -327,12 +331,12 @@ async def test_the_host_copy_behind_the_package_is_reported_and_completed(
     dialect: str, venv: Path, tmp_path: Path, fresh_database_url: FreshURL
 ) -> None:
     root = tmp_path / "host"
-    for name, text in FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
     url = (await fresh_database_url(dialect)).reveal()
     env = host_env(venv, url)
+    write_host(root, env)
+    assert "note: no todo_app migrations in" in run(
+        "todo-app", "check", "--drift-only", cwd=root, env=env
+    )
     run("todo-app", "install-migrations", cwd=root, env=env)
     installed = sorted((root / "migrations" / "todo_app").glob("*.py"))
     newest = installed[-1]
@@ -354,6 +358,33 @@ async def test_the_host_copy_behind_the_package_is_reported_and_completed(
         "aerich", "--app", "todo_app", "downgrade", "--yes", cwd=root, env=env
     )
     assert "behind" in run("todo-app", "--db", url, "check", cwd=root, env=env, code=7)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_aerich_and_todo_app_migrate_at_once_leave_one_row_each(
+    dialect: str, venv: Path, tmp_path: Path, fresh_database_url: FreshURL
+) -> None:
+    """Issue 17's command, as an operator types it, from the wheel:
+    ``aerich --app todo_app upgrade & todo-app migrate & wait`` on a fresh database.
+    (tests/test_migration_races.py runs many more interleavings, in-process runners.)"""
+    root = tmp_path / "host"
+    env = host_env(venv, (await fresh_database_url(dialect)).reveal())
+    write_host(root, env)
+    run("aerich", "--app", "shop", "init-db", cwd=root, env=env)
+    run("todo-app", "install-migrations", cwd=root, env=env)
+    names = [p.name for p in sorted((root / "migrations" / "todo_app").glob("*.py"))]
+    for delay in (0.0, 0.3, 0.6):
+        url = await fresh_database_url(dialect)
+        env = host_env(venv, url.reveal())
+        command = (
+            f'aerich --app todo_app upgrade & (sleep {delay}; todo-app --db "$DATABASE_URL" '
+            "migrate) & wait"
+        )
+        run("sh", "-c", command, cwd=root, env=env)
+        assert await bookkeeping(url) == names, f"after a start {delay} s apart"
+        assert "database is at head" in run(
+            "todo-app", "--db", url.reveal(), "check", cwd=root, env=env
+        )
 
 
 # -- the installed stubs, in-process (what Aerich calls, without the subprocess) -----------
@@ -454,9 +485,20 @@ def test_install_locations(tmp_path: Path) -> None:
 
     pyproject = tmp_path / "pyproject.toml"
     assert host_migrations_dir(pyproject) is None  # no file
+    # As Aerich reads it: [tool.aerich] when it is there and not empty, else
+    # [tool.tortoise] (what `aerich init` writes on Tortoise 1.x); location relative to
+    # the working directory, whichever file -c names.
     pyproject.write_text('[tool.aerich]\nlocation = "./db/{app}/versions"\n')
-    assert host_migrations_dir(pyproject) == tmp_path / "db" / "todo_app" / "versions"
+    assert host_migrations_dir(pyproject) == Path("db/todo_app/versions")
+    pyproject.write_text('[tool.tortoise]\ntortoise_orm = "s.T"\nlocation = "./migrations"\n')
+    assert host_migrations_dir(pyproject) == Path("migrations/todo_app")
+    pyproject.write_text('[tool.aerich]\n\n[tool.tortoise]\nlocation = "m"\n')
+    assert host_migrations_dir(pyproject) == Path("m/todo_app")
+    pyproject.write_text('[tool.aerich]\nlocation = "a"\n[tool.tortoise]\nlocation = "t"\n')
+    assert host_migrations_dir(pyproject) == Path("a/todo_app")
     pyproject.write_text("[tool.other]\nx = 1\n")
+    assert host_migrations_dir(pyproject) is None
+    pyproject.write_text("not toml [")
     assert host_migrations_dir(pyproject) is None
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "3_20990101000000_hosts_own.py").write_text("")
@@ -614,3 +656,55 @@ def walk_starlette_host(venv: Path, root: Path, url: str) -> None:
         server.wait(timeout=30)
         if server.stderr:
             server.stderr.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_check_reads_the_config_aerich_is_given_and_allows_newer_when_asked(
+    dialect: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_database_url: FreshURL,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import todo_app
+    from todo_app.cli import main
+
+    def cli(*args: str) -> tuple[int, str]:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out + err
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deploy").mkdir()
+    config = tmp_path / "deploy" / "aerich.toml"  # as in `aerich -c deploy/aerich.toml`
+    config.write_text('[tool.tortoise]\ntortoise_orm = "s.T"\nlocation = "./db"\n')
+    code, output = await asyncio.to_thread(cli, "install-migrations")
+    assert (code, "no Aerich location in pyproject.toml" in output) == (2, True), output
+    code, output = await asyncio.to_thread(cli, "install-migrations", "-c", str(config))
+    assert (code, "installed 0_" in output) == (0, True), output
+    newest = sorted((tmp_path / "db" / "todo_app").glob("*.py"))[-1]
+    newest.unlink()
+    code, output = await asyncio.to_thread(cli, "check", "--drift-only", "-c", str(config))
+    assert (code, f"missing {newest.name}" in output) == (7, True), output
+    assert (await asyncio.to_thread(cli, "install-migrations", "-c", str(config)))[0] == 0
+
+    url = await fresh_database_url(dialect)
+    await todo_app.migrate(url)
+    future = "9_20991231000000_future_column.py"  # a newer todo_app's, expand phase
+    mark = "$1" if dialect == "postgres" else "?"
+    async with todo_app.migrator.connection_to(url) as db:
+        await db.execute_query(
+            f'INSERT INTO "aerich" ("version", "app", "content") VALUES ({mark}, '
+            "'todo_app', '{}')",
+            [future],
+        )
+    code, output = await asyncio.to_thread(cli, "--db", url.reveal(), "check", "-c", str(config))
+    assert code == 7, output
+    assert "--allow-newer" in output
+    code, output = await asyncio.to_thread(
+        cli, "--db", url.reveal(), "check", "-c", str(config), "--allow-newer"
+    )
+    assert code == 0, output
