@@ -393,8 +393,8 @@ async def upgrade(
     already at head, or ahead of this version, which is logged as a warning).
     Safe to call from several processes at once; each waits for the lock at most
     ``lock_timeout`` seconds (finite, 0 or more: anything else is refused before
-    connecting, with :class:`MigrationPlanError`). Failures are :class:`MigrationError` subclasses and
-    leave the failing step's changes rolled back.
+    connecting, with :class:`MigrationPlanError`). Failures are :class:`MigrationError`
+    subclasses and leave the failing step's changes rolled back.
     """
 
     async def step(tx: BaseDBAsyncClient) -> _Step | None:
