@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from todo_app.cli import EXIT_OUTPUT_CLOSED, EXIT_USAGE, EXIT_VALIDATION, main
+from todo_app.cli.transfer import MAX_LINE_BYTES
+from todo_app.rules import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from todo_app.settings import DatabaseURL
 
 USER = "pipe-user"
@@ -166,6 +169,54 @@ def test_import_of_a_file_that_cannot_be_read_writes_nothing(url: str, tmp_path:
     err = failed(run(url, "import", str(tmp_path)), EXIT_USAGE)
     assert f"cannot read {tmp_path}: Is a directory" in err
     assert _titles(url) == []
+
+
+#: The address space an import may use here: far more than a bounded import needs, far
+#: less than reading an endless line does (it grew to 11 GB in 8 s).
+_MEMORY_LIMIT = 1 << 30
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_LIMIT, _MEMORY_LIMIT))
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_import_of_an_endless_line_fails_in_bounded_memory(url: str) -> None:
+    for source, stdin in (("/dev/zero", None), ("-", "/dev/zero")):
+        with open(stdin or os.devnull, "rb") as feed:
+            result = subprocess.run(
+                [sys.executable, "-m", "todo_app", "--db", url, "--user", USER, "import", source],
+                stdin=feed,
+                capture_output=True,
+                timeout=120,
+                check=False,
+                preexec_fn=_limit_memory,
+            )
+        err = failed(result, EXIT_USAGE)
+        name = "standard input" if source == "-" else source
+        assert f"cannot read {name}: line 1 is longer than {MAX_LINE_BYTES} bytes" in err
+    assert _titles(url) == []
+
+
+def test_the_longest_task_fits_in_an_import_line(url: str, tmp_path: Path) -> None:
+    """The line bound leaves room for every field at its longest, each character
+    written as an escaped surrogate pair."""
+    longest = {
+        "id": "abcd0000-0000-4000-8000-000000000001",
+        "title": "\U0001f600" * TITLE_MAX_LENGTH,
+        "description": "\U0001f600" * DESCRIPTION_MAX_LENGTH,
+        "status": "completed",
+    }
+    line = json.dumps(longest, ensure_ascii=True, indent=1).replace("\n", " ") + "\n"
+    source = tmp_path / "longest.jsonl"
+    source.write_text(line + line.replace("0001", "0002"))
+    assert len(line.encode()) < MAX_LINE_BYTES
+    ok(url, "import", str(source))
+    assert _titles(url) == [longest["title"]] * 2
+    source.write_text('{"title": "fits"}\n' + " " * MAX_LINE_BYTES + '{"title": "too long"}\n')
+    err = failed(run(url, "import", str(source)), EXIT_USAGE)
+    assert f"cannot read {source}: line 2 is longer than {MAX_LINE_BYTES} bytes" in err
+    assert len(_titles(url)) == 2, "nothing imported"
 
 
 def test_file_errors_in_process_too(

@@ -5,7 +5,8 @@ or ``PYTHONIOENCODING`` say (stdin is read through ``sys.stdin.buffer``); a UTF-
 byte-order mark at the start is skipped (Windows editors write one); bytes that are
 not UTF-8 are reported with their line number. The whole input is read and checked
 before the database is opened: a file that cannot be read, or one bad line, and
-nothing is imported.
+nothing is imported. A line longer than any task needs (``MAX_LINE_BYTES``) is refused
+as it is read, so ``import /dev/zero`` fails at once instead of filling the memory.
 
 A file that cannot be opened, read or written is reported as what it is,
 ``cannot read PATH: REASON`` / ``cannot write PATH: REASON``, with exit 2.
@@ -18,20 +19,42 @@ import codecs
 import contextlib
 import sys
 from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING, Final, TextIO
 
 from todo_app.cli.db import database, repository
 from todo_app.cli.exits import EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, CliError
 from todo_app.cli.render import Progress, json_line, say, say_json_line
+from todo_app.rules import DESCRIPTION_MAX_LENGTH, STATUS_MAX_LENGTH, TITLE_MAX_LENGTH
 
 if TYPE_CHECKING:
     from todo_app.schemas import TaskCreate
 
-__all__ = ["cmd_export", "cmd_import", "read_lines"]
+__all__ = ["MAX_LINE_BYTES", "bounded_lines", "cmd_export", "cmd_import", "read_lines"]
 
 STDIN = "-"
 #: What an exported task keeps: enough to import it again, with its id.
 EXPORTED_FIELDS = ("id", "title", "description", "status")
+#: The characters of a task's longest line: an id (36) and every text at its longest.
+_LONGEST_TASK: Final = 36 + TITLE_MAX_LENGTH + DESCRIPTION_MAX_LENGTH + STATUS_MAX_LENGTH
+#: The longest line ``import`` reads: twice what the longest task needs with every
+#: character JSON-escaped as a surrogate pair (12 bytes), for keys, spacing, and the
+#: whitespace around a title that is trimmed before its length counts.
+MAX_LINE_BYTES: Final = 2 * 12 * _LONGEST_TASK
+
+
+def bounded_lines(source: IO[bytes], name: str) -> Iterator[bytes]:
+    """Each line of ``source``, refusing one longer than :data:`MAX_LINE_BYTES`: a
+    file without newlines (``/dev/zero``) would otherwise be read whole into memory."""
+    number = 0
+    while line := source.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            raise CliError(
+                f"cannot read {name}: line {number} is longer than {MAX_LINE_BYTES} bytes, "
+                "more than any task needs (nothing imported)",
+                EXIT_USAGE,
+            )
+        yield line
 
 
 def read_lines(raw: Iterable[bytes]) -> Iterator[tuple[int, str]]:
@@ -73,13 +96,13 @@ def _read(path: str) -> list[TaskCreate]:
     try:
         if path != STDIN:
             with open(path, "rb") as source:
-                return _parse(read_lines(source))
+                return _parse(read_lines(bounded_lines(source, name)))
         if sys.stdin is None:
             raise CliError("cannot read standard input: it is closed", EXIT_USAGE)
         binary: IO[bytes] | None = getattr(sys.stdin, "buffer", None)
         if binary is None:  # replaced by an already-decoded stream (tests, embedding)
             return _parse(enumerate(sys.stdin, start=1))
-        return _parse(read_lines(binary))
+        return _parse(read_lines(bounded_lines(binary, name)))
     except OSError as exc:  # missing, unreadable, a directory, an I/O error half-way
         raise CliError(f"cannot read {name}: {exc.strerror or exc}", EXIT_USAGE) from None
 
