@@ -12,7 +12,7 @@ import os
 import resource
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -160,6 +160,120 @@ def test_export_to_an_unwritable_path_is_a_file_error(url: str, tmp_path: Path) 
     if Path("/dev/full").exists():
         err = failed(run(url, "export", "/dev/full"), EXIT_USAGE)
         assert "cannot write /dev/full: No space left on device" in err
+
+
+def _import_many(url: str, tmp_path: Path, count: int) -> None:
+    source = tmp_path / "many.jsonl"
+    source.write_text(
+        "".join(json.dumps({"title": f"task {n:05} " + "x" * 100}) + "\n" for n in range(count))
+    )
+    ok(url, "import", str(source))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a disk that fills up half-way through an export."""
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_an_export_onto_a_full_disk_leaves_the_old_file_whole(
+    url: str, tmp_path: Path, small_disk: Path
+) -> None:
+    _import_many(url, tmp_path, 1000)  # about 130 KB of JSON lines
+    target = small_disk / "tasks.jsonl"
+    target.write_text('{"title": "the previous export"}\n')
+    err = failed(run(url, "export", str(target)), EXIT_USAGE)
+    assert f"cannot write {target}: No space left on device" in err
+    assert target.read_text() == '{"title": "the previous export"}\n'
+    assert os.listdir(small_disk) == ["tasks.jsonl"], "no temporary file left behind"
+    fresh = small_disk / "new.jsonl"
+    failed(run(url, "export", str(fresh)), EXIT_USAGE)
+    assert os.listdir(small_disk) == ["tasks.jsonl"], "no partial new file either"
+
+
+def test_an_export_that_fails_midway_keeps_the_old_file(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from todo_app.errors import TaskStoreUnavailable
+    from todo_app.repository import TaskRepository
+
+    _import_many(url, tmp_path, 250)  # two pages
+    target = tmp_path / "out" / "tasks.jsonl"
+    target.parent.mkdir()
+    target.write_text("previous\n")
+    listing = TaskRepository.list
+
+    async def second_page_fails(self: TaskRepository, **kwargs: object) -> object:
+        if kwargs.get("cursor") is not None:
+            raise TaskStoreUnavailable("the connection was lost")
+        return await listing(self, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TaskRepository, "list", second_page_fails)
+    with pytest.raises(SystemExit) as exited:
+        main(["--db", url, "--user", USER, "export", str(target)])
+    assert exited.value.code == 6
+    assert "the connection was lost" in capsys.readouterr().err
+    assert target.read_text() == "previous\n"
+    assert os.listdir(target.parent) == ["tasks.jsonl"]
+
+
+def test_an_export_replaces_the_file_whole_keeping_its_mode_and_links(
+    url: str, tmp_path: Path
+) -> None:
+    _import_many(url, tmp_path, 3)
+    target = tmp_path / "out" / "tasks.jsonl"
+    target.parent.mkdir()
+    target.write_text("previous\n" * 1000)
+    target.chmod(0o640)
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(target)
+    ok(url, "export", str(link))
+    assert link.is_symlink(), "the link still points where it did"
+    assert len(target.read_text().splitlines()) == 3
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert os.listdir(target.parent) == ["tasks.jsonl"]
+
+
+def test_an_export_to_stdout_by_name_writes_where_stdout_goes(url: str, tmp_path: Path) -> None:
+    """/dev/stdout redirected to a file (``>>``) is written in place: replacing the file
+    would lose what the shell appends to."""
+    _import_many(url, tmp_path, 2)
+    log = tmp_path / "log.jsonl"
+    log.write_text("kept\n")
+    with log.open("ab") as out:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "todo_app",
+                "--db",
+                url,
+                "--user",
+                USER,
+                "export",
+                "/dev/stdout",
+            ],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    lines = log.read_text().splitlines()
+    assert lines[0] == "kept"
+    assert len(lines) == 3
 
 
 def test_import_of_a_file_that_cannot_be_read_writes_nothing(url: str, tmp_path: Path) -> None:
