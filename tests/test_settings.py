@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
+import todo_app.settings
 from todo_app import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings, tortoise_config
 from todo_app.config import app_config, connection_entry
 from todo_app.connection import tortoise_connection
@@ -414,6 +415,18 @@ def test_a_dotenv_that_cannot_be_read_is_an_error(
     assert ".env: cannot be read as a .env file: it is " in output
     assert output.count("\n") == 1
     assert not (clean_env / "todo_app.sqlite3").exists(), "no silent fall-back to SQLite"
+
+
+def test_an_unreadable_dotenv_is_an_error(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(Root reads any file: the refusal is simulated where the file is opened.)"""
+    (clean_env / ".env").write_text("TODO_APP_POOL_MAX_SIZE=7\n")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(todo_app.settings, "open", refused, raising=False)
+    with pytest.raises(SettingsError, match=r"\.env: cannot be read as a \.env file: Permission"):
+        get_settings()
 
 
 def test_a_dotenv_through_a_symlink_or_missing_is_fine(clean_env: Path) -> None:

@@ -87,10 +87,12 @@ def _what(path: Path) -> str:
         return "it is a directory"
     try:
         os.stat(path)
-    except OSError as exc:  # only a symbolic link exists and cannot be followed
+    except OSError as exc:  # a symbolic link that cannot be followed
         if exc.errno == errno.ELOOP:
             return "it is a symbolic link loop"
-        return f"it is a symbolic link to {os.readlink(path)}, which does not exist"
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            return f"it is a symbolic link to {os.readlink(path)}, which does not exist"
+        return exc.strerror or str(exc)
     return "it is not a regular file"
 
 
