@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: the dialect list, and raw SQL that bypasses the package."""
+"""Helpers shared by the tests: the dialect list, raw SQL that bypasses the package, and
+the address of the PostgreSQL server TEST_DATABASE_URL names."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -16,6 +18,44 @@ from todo_app.testing import TodoDatabase
 DIALECTS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 #: The ``fresh_database_url`` fixture's type.
 FreshURL = Callable[[str], Awaitable[DatabaseURL]]
+#: libpq's defaults, for a TEST_DATABASE_URL that leaves them out.
+_LIBPQ_HOST = "localhost"
+_LIBPQ_PORT = 5432
+
+
+def server_address(url: DatabaseURL) -> tuple[str, int]:
+    """Host (or socket directory) and port of ``url``'s first server: where a test's
+    proxy forwards to (TEST_DATABASE_URL, not an address assumed)."""
+    params = url.params()
+    host = (params.get("host") or _LIBPQ_HOST).split(",")[0]
+    port = (params.get("port") or str(_LIBPQ_PORT)).split(",")[0]
+    return host, int(port or _LIBPQ_PORT)
+
+
+def postgres_url(
+    url: DatabaseURL,
+    *,
+    password: str | None = None,
+    address: tuple[str, int] | None = None,
+) -> str:
+    """``url`` (its user, database and other parameters) with ``password`` in its user
+    info, and reached at ``address`` (a proxy's) instead of its own server if given."""
+    params = url.params()
+    host, port = address or server_address(url)
+    user = quote(params.pop("user", None) or "postgres", safe="")
+    own = params.pop("password", None)
+    secret = own if password is None else password
+    auth = f"{user}:{quote(secret, safe='')}" if secret is not None else user
+    database = quote(params.pop("dbname", None) or "postgres", safe="")
+    for key in ("host", "hostaddr", "port"):
+        params.pop(key, None)
+    if host.startswith("/"):  # a socket directory goes in the query
+        params.update(host=host, port=str(port))
+        netloc = ""
+    else:
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql://{auth}@{netloc}/{database}{query}"
 
 
 def placeholders(db: TodoDatabase, count: int) -> list[str]:

@@ -57,8 +57,10 @@ class TcpProxy:
     """An asyncio TCP proxy: ``cut()`` drops every connection, ``stall()`` keeps
     them open but stops forwarding (a peer gone silent), ``resume()`` heals."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target_port = target_port
+        #: A host name or address, or a Unix socket directory (PostgreSQL's).
+        self.target_host = target_host
         self.port = 0
         self._flowing = asyncio.Event()
         self._flowing.set()
@@ -85,7 +87,13 @@ class TcpProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections_made += 1
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            if self.target_host.startswith("/"):
+                socket_path = os.path.join(self.target_host, f".s.PGSQL.{self.target_port}")
+                up_reader, up_writer = await asyncio.open_unix_connection(socket_path)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(
+                    self.target_host, self.target_port
+                )
         except OSError:
             writer.close()
             return

@@ -4,12 +4,15 @@ cannot show coverage for. No database."""
 
 from __future__ import annotations
 
+import ast
 import errno
 import gc
 import io
+import re
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pydantic
 import pytest
@@ -21,6 +24,7 @@ from todo_app.cli import (
     EXIT_ERROR,
     EXIT_LOCKED,
     EXIT_NOT_FOUND,
+    EXIT_OK,
     EXIT_OUTPUT_CLOSED,
     EXIT_SCHEMA,
     EXIT_UNREACHABLE,
@@ -29,7 +33,8 @@ from todo_app.cli import (
     CliError,
     process,
 )
-from todo_app.cli.exits import first_line, translate
+from todo_app.cli import exits as exit_table
+from todo_app.cli.exits import EXIT_CODES_HELP, first_line, translate
 from todo_app.schemas import TaskCreate
 from todo_app.settings import DatabaseURL
 
@@ -193,3 +198,107 @@ def test_a_closed_descriptor_becomes_devnull(monkeypatch: pytest.MonkeyPatch) ->
     assert sys.stdout is not None
     print("nowhere")
     sys.stdout.close()
+
+
+# -- the README's tables are the code's -----------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+CLI_SOURCES = Path(exit_table.__file__).parent
+
+
+def _readme_table(after: str) -> list[list[str]]:
+    """The rows (cells stripped, header and rule skipped) of the first table after the
+    line that starts with ``after``."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith(after))
+    rows: list[list[str]] = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        rows.append(cells)
+    return rows[2:]
+
+
+def _exit_codes() -> dict[str, int]:
+    return {
+        name: value
+        for name, value in vars(exit_table).items()
+        if name.startswith("EXIT_") and isinstance(value, int)
+    }
+
+
+def _failure(cls: type[Exception]) -> Exception:
+    """An instance of ``cls`` whatever its constructor wants (translate reads the type)."""
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, "x")
+    return exc
+
+
+def _error_classes(base: type[Exception]) -> list[type[Exception]]:
+    """The subclasses of ``base`` a user can meet: not ReadOnlyModel, a programming
+    error (a TypeError) that the CLI never makes and rightly shows as a bug."""
+    return [
+        cls
+        for cls in vars(errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, base)
+        and cls is not base
+        and not issubclass(cls, TypeError)
+    ]
+
+
+def test_every_code_a_command_can_exit_with_is_a_named_constant() -> None:
+    """A CliError's code is always one of exits.py's constants (or the default,
+    EXIT_ERROR): the constants are every code the CLI can return."""
+    for source in sorted(CLI_SOURCES.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "CliError":
+                codes = node.args[1:] + [k.value for k in node.keywords if k.arg == "code"]
+                for code in codes:
+                    assert isinstance(code, ast.Name), f"{source.name}:{node.lineno}"
+                    assert code.id in _exit_codes(), f"{source.name}:{node.lineno}"
+    for cls in _error_classes(errors.TodoAppError):
+        error = translate(_failure(cls), URL)
+        assert error is not None, cls
+        assert error.code in _exit_codes().values(), cls
+
+
+def test_the_readme_exit_table_is_the_codes() -> None:
+    rows = _readme_table("Errors are one line on stderr")
+    documented = {int(code): meaning for code, meaning in rows}
+    assert len(documented) == len(rows), "each code once"
+    assert sorted(documented) == sorted(_exit_codes().values())
+    assert all(documented.values()), "each code says what it means"
+    # The --help epilog says the same, failures only.
+    listed = {int(code) for code in re.findall(r"(\d+) [a-z]", EXIT_CODES_HELP)}
+    assert listed == set(_exit_codes().values()) - {EXIT_OK}
+
+
+def _by_class(rows: list[list[str]], column: int) -> dict[str, str]:
+    """``{class name: cell}`` of a README error table (the first cell names the class)."""
+    by_class: dict[str, str] = {}
+    for row in rows:
+        named = re.match(r"`(\w+)`", row[0])
+        assert named, row
+        by_class[named.group(1)] = row[column]
+    return by_class
+
+
+def test_the_readme_error_tables_are_the_codes() -> None:
+    """Each repository error's row gives its http_status; each migration error's row
+    the exit code translate gives it; every such class has its row."""
+    http = _by_class(_readme_table("| Error (all from `todo_app`)"), 2)
+    for cls in _error_classes(errors.TaskError):
+        assert cls.__name__ in http, f"{cls.__name__} missing from the README's error table"
+        status = str(getattr(cls, "http_status", None))
+        assert status in http[cls.__name__].split(" / "), cls
+    exit_of = _by_class(_readme_table("| Error | Meaning | `todo-app` exit"), 2)
+    for cls in _error_classes(errors.MigrationError):
+        assert cls.__name__ in exit_of, f"{cls.__name__} missing from the README's table"
+        error = translate(_failure(cls), URL)
+        assert error is not None
+        assert int(exit_of[cls.__name__]) == error.code, cls
+    assert set(http) | set(exit_of) <= set(vars(errors)), "every row is a real class"

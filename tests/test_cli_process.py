@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from todo_app.cli import EXIT_OUTPUT_CLOSED, EXIT_USAGE, EXIT_VALIDATION, main
+from todo_app.cli.transfer import MAX_LINE_BYTES
+from todo_app.rules import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from todo_app.settings import DatabaseURL
 
 USER = "pipe-user"
@@ -159,6 +162,120 @@ def test_export_to_an_unwritable_path_is_a_file_error(url: str, tmp_path: Path) 
         assert "cannot write /dev/full: No space left on device" in err
 
 
+def _import_many(url: str, tmp_path: Path, count: int) -> None:
+    source = tmp_path / "many.jsonl"
+    source.write_text(
+        "".join(json.dumps({"title": f"task {n:05} " + "x" * 100}) + "\n" for n in range(count))
+    )
+    ok(url, "import", str(source))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a disk that fills up half-way through an export."""
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_an_export_onto_a_full_disk_leaves_the_old_file_whole(
+    url: str, tmp_path: Path, small_disk: Path
+) -> None:
+    _import_many(url, tmp_path, 1000)  # about 130 KB of JSON lines
+    target = small_disk / "tasks.jsonl"
+    target.write_text('{"title": "the previous export"}\n')
+    err = failed(run(url, "export", str(target)), EXIT_USAGE)
+    assert f"cannot write {target}: No space left on device" in err
+    assert target.read_text() == '{"title": "the previous export"}\n'
+    assert os.listdir(small_disk) == ["tasks.jsonl"], "no temporary file left behind"
+    fresh = small_disk / "new.jsonl"
+    failed(run(url, "export", str(fresh)), EXIT_USAGE)
+    assert os.listdir(small_disk) == ["tasks.jsonl"], "no partial new file either"
+
+
+def test_an_export_that_fails_midway_keeps_the_old_file(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from todo_app.errors import TaskStoreUnavailable
+    from todo_app.repository import TaskRepository
+
+    _import_many(url, tmp_path, 250)  # two pages
+    target = tmp_path / "out" / "tasks.jsonl"
+    target.parent.mkdir()
+    target.write_text("previous\n")
+    listing = TaskRepository.list
+
+    async def second_page_fails(self: TaskRepository, **kwargs: object) -> object:
+        if kwargs.get("cursor") is not None:
+            raise TaskStoreUnavailable("the connection was lost")
+        return await listing(self, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TaskRepository, "list", second_page_fails)
+    with pytest.raises(SystemExit) as exited:
+        main(["--db", url, "--user", USER, "export", str(target)])
+    assert exited.value.code == 6
+    assert "the connection was lost" in capsys.readouterr().err
+    assert target.read_text() == "previous\n"
+    assert os.listdir(target.parent) == ["tasks.jsonl"]
+
+
+def test_an_export_replaces_the_file_whole_keeping_its_mode_and_links(
+    url: str, tmp_path: Path
+) -> None:
+    _import_many(url, tmp_path, 3)
+    target = tmp_path / "out" / "tasks.jsonl"
+    target.parent.mkdir()
+    target.write_text("previous\n" * 1000)
+    target.chmod(0o640)
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(target)
+    ok(url, "export", str(link))
+    assert link.is_symlink(), "the link still points where it did"
+    assert len(target.read_text().splitlines()) == 3
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert os.listdir(target.parent) == ["tasks.jsonl"]
+
+
+def test_an_export_to_stdout_by_name_writes_where_stdout_goes(url: str, tmp_path: Path) -> None:
+    """/dev/stdout redirected to a file (``>>``) is written in place: replacing the file
+    would lose what the shell appends to."""
+    _import_many(url, tmp_path, 2)
+    log = tmp_path / "log.jsonl"
+    log.write_text("kept\n")
+    with log.open("ab") as out:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "todo_app",
+                "--db",
+                url,
+                "--user",
+                USER,
+                "export",
+                "/dev/stdout",
+            ],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    lines = log.read_text().splitlines()
+    assert lines[0] == "kept"
+    assert len(lines) == 3
+
+
 def test_import_of_a_file_that_cannot_be_read_writes_nothing(url: str, tmp_path: Path) -> None:
     missing = tmp_path / "missing.jsonl"
     err = failed(run(url, "import", str(missing)), EXIT_USAGE)
@@ -166,6 +283,54 @@ def test_import_of_a_file_that_cannot_be_read_writes_nothing(url: str, tmp_path:
     err = failed(run(url, "import", str(tmp_path)), EXIT_USAGE)
     assert f"cannot read {tmp_path}: Is a directory" in err
     assert _titles(url) == []
+
+
+#: The address space an import may use here: far more than a bounded import needs, far
+#: less than reading an endless line does (it grew to 11 GB in 8 s).
+_MEMORY_LIMIT = 1 << 30
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_LIMIT, _MEMORY_LIMIT))
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_import_of_an_endless_line_fails_in_bounded_memory(url: str) -> None:
+    for source, stdin in (("/dev/zero", None), ("-", "/dev/zero")):
+        with open(stdin or os.devnull, "rb") as feed:
+            result = subprocess.run(
+                [sys.executable, "-m", "todo_app", "--db", url, "--user", USER, "import", source],
+                stdin=feed,
+                capture_output=True,
+                timeout=120,
+                check=False,
+                preexec_fn=_limit_memory,
+            )
+        err = failed(result, EXIT_USAGE)
+        name = "standard input" if source == "-" else source
+        assert f"cannot read {name}: line 1 is longer than {MAX_LINE_BYTES} bytes" in err
+    assert _titles(url) == []
+
+
+def test_the_longest_task_fits_in_an_import_line(url: str, tmp_path: Path) -> None:
+    """The line bound leaves room for every field at its longest, each character
+    written as an escaped surrogate pair."""
+    longest = {
+        "id": "abcd0000-0000-4000-8000-000000000001",
+        "title": "\U0001f600" * TITLE_MAX_LENGTH,
+        "description": "\U0001f600" * DESCRIPTION_MAX_LENGTH,
+        "status": "completed",
+    }
+    line = json.dumps(longest, ensure_ascii=True, indent=1).replace("\n", " ") + "\n"
+    source = tmp_path / "longest.jsonl"
+    source.write_text(line + line.replace("0001", "0002"))
+    assert len(line.encode()) < MAX_LINE_BYTES
+    ok(url, "import", str(source))
+    assert _titles(url) == [longest["title"]] * 2
+    source.write_text('{"title": "fits"}\n' + " " * MAX_LINE_BYTES + '{"title": "too long"}\n')
+    err = failed(run(url, "import", str(source)), EXIT_USAGE)
+    assert f"cannot read {source}: line 2 is longer than {MAX_LINE_BYTES} bytes" in err
+    assert len(_titles(url)) == 2, "nothing imported"
 
 
 def test_file_errors_in_process_too(

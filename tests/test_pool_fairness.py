@@ -16,7 +16,7 @@ import pytest
 from tortoise.context import TortoiseContext
 
 import todo_app
-from tests.helpers import DIALECTS, FreshURL, pool_releases
+from tests.helpers import DIALECTS, FreshURL, pool_releases, postgres_url, server_address
 from todo_app import TaskCreate, TaskRepository, TaskStoreTimeout, TaskStoreUnavailable
 from todo_app.cli.exits import EXIT_UNREACHABLE, translate
 from todo_app.pool import is_fair, make_fair, mark_clean, release_clean
@@ -271,9 +271,9 @@ async def test_a_dead_server_fails_every_queued_caller_and_the_pool_heals(
 
     url = await fresh_database_url("postgres")
     await todo_app.migrate(url)
-    server_port = int(url.params().get("port", "5432"))
-    proxy = await TcpProxy(server_port).start()
-    proxied = DatabaseURL(f"postgresql://postgres@127.0.0.1:{proxy.port}/{url.database}")
+    server_host, server_port = server_address(url)
+    proxy = await TcpProxy(server_port, server_host).start()
+    proxied = DatabaseURL(postgres_url(url, address=("127.0.0.1", proxy.port)))
     try:
         async with opened(proxied, "fair_dead", pool_max_size=2, connect_timeout=5) as pool:
             task = await TaskRepository("alice").create(TaskCreate(title="survives"))

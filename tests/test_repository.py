@@ -270,6 +270,26 @@ async def test_status_filter() -> None:
     assert raised.value.field == "status"
 
 
+@pytest.mark.parametrize("limit", [0, -1, MAX_PAGE_SIZE + 1, 2**63, 10**20, "2", True, 2.0])
+async def test_ids_starting_with_takes_the_page_sizes(limit: object) -> None:
+    """A limit no page can have is the caller's mistake, named before any SQL (it was
+    a raw OverflowError on SQLite and a TaskStoreError, 500, on PostgreSQL)."""
+    repo = TaskRepository("alice")
+    expected = f"between 1 and {MAX_PAGE_SIZE}" if type(limit) is int else "an integer"
+    with pytest.raises(TaskValidationError, match=expected) as raised:
+        await repo.ids_starting_with("abcd", limit=limit)  # type: ignore[arg-type]
+    assert raised.value.field == "limit"
+
+
+async def test_ids_starting_with_finds_up_to_the_largest_page() -> None:
+    repo = TaskRepository("alice")
+    tasks = await make(repo, 3)
+    for task in tasks:
+        prefix = str(task.id)[:13]
+        assert await repo.ids_starting_with(prefix, limit=MAX_PAGE_SIZE) == [task.id]
+        assert await repo.ids_starting_with(prefix.upper(), limit=1) == [task.id]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

@@ -17,7 +17,7 @@ from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
 import todo_app
-from tests.helpers import FreshURL
+from tests.helpers import FreshURL, postgres_url, server_address
 from tests.infra import PostgresCluster, TcpProxy, private_directory
 from todo_app import (
     Settings,
@@ -37,7 +37,14 @@ pytestmark = pytest.mark.postgres
 
 
 def via_port(url: DatabaseURL, port: int) -> str:
-    return f"postgresql://postgres@127.0.0.1:{port}/{url.database}"
+    """``url``'s database through a proxy listening on ``port`` of 127.0.0.1."""
+    return postgres_url(url, address=("127.0.0.1", port))
+
+
+def proxy_to(url: DatabaseURL) -> TcpProxy:
+    """A proxy to TEST_DATABASE_URL's server, wherever that is."""
+    host, port = server_address(url)
+    return TcpProxy(port, host)
 
 
 @asynccontextmanager
@@ -65,7 +72,7 @@ async def database(fresh_database_url: FreshURL) -> DatabaseURL:
 
 
 async def test_connections_cut_mid_workload(database: DatabaseURL) -> None:
-    proxy = await TcpProxy(5432).start()
+    proxy = await proxy_to(database).start()
     succeeded: list[uuid.UUID] = []
     raised: list[uuid.UUID] = []
     title_of: dict[uuid.UUID, str] = {}
@@ -140,7 +147,7 @@ async def test_connections_cut_mid_workload(database: DatabaseURL) -> None:
 
 
 async def test_a_silent_peer_times_out_and_the_pool_recovers(database: DatabaseURL) -> None:
-    proxy = await TcpProxy(5432).start()
+    proxy = await proxy_to(database).start()
     try:
         async with connected(via_port(database, proxy.port), "stall", statement_timeout=1):
             repo = TaskRepository("patient")

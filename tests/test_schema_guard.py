@@ -453,6 +453,38 @@ async def test_lock_timeout_is_its_own_exit_code(
         other.close()
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, "300", True])
+async def test_a_lock_timeout_that_is_no_bound_is_refused_before_connecting(bad: Any) -> None:
+    """nan never compares past the deadline (a held lock is waited for forever) and
+    a negative one means nothing: refused by name before any connection is made."""
+    unreachable = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=1"
+    for call in (todo_app.upgrade, todo_app.migrate, todo_app.downgrade):
+        with pytest.raises(MigrationPlanError, match="lock_timeout must be a finite number"):
+            await asyncio.wait_for(call(unreachable, lock_timeout=bad), 10)
+
+
+async def test_cli_refuses_a_lock_timeout_that_is_no_bound(
+    fresh_sqlite_url: Callable[[], DatabaseURL], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = fresh_sqlite_url()
+    async with connected(url) as db:
+        await db.connection.execute_query("SELECT 1")
+    other = sqlite3.connect(url.reveal().removeprefix("sqlite://"), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # a held lock: nan used to wait for it forever
+        for verb in (["migrate"], ["downgrade", "--yes"]):
+            for bad in ("nan", "inf", "-1", "-0.5"):
+                code, output = await asyncio.wait_for(
+                    cli(url, *verb, "--lock-timeout", bad, capsys=capsys), 10
+                )
+                assert code == 2, output
+                assert "--lock-timeout" in output
+                assert "finite number of seconds, 0 or more" in output
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
 # -- 6. a foreign aerich table ---------------------------------------------------------------
 
 

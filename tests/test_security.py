@@ -14,7 +14,7 @@ from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
 import todo_app
-from tests.helpers import FreshURL, row_count
+from tests.helpers import FreshURL, postgres_url, row_count
 from todo_app import (
     DatabaseURL,
     Settings,
@@ -48,7 +48,7 @@ async def test_the_password_appears_nowhere(
     --help: the password is in none of them, whatever happens."""
     caplog.set_level(logging.DEBUG)
     database = await fresh_database_url("postgres")
-    url = f"postgresql://postgres:{SECRET}@127.0.0.1:5432/{database.database}"
+    url = postgres_url(database, password=SECRET)
     seen: list[str] = [
         repr(DatabaseURL(url)),
         str(DatabaseURL(url)),

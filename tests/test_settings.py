@@ -13,9 +13,11 @@ from pydantic import ValidationError
 from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
+import todo_app.settings
 from todo_app import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings, tortoise_config
 from todo_app.config import app_config, connection_entry
 from todo_app.connection import tortoise_connection
+from todo_app.settings import SettingsError
 
 NEON = (
     "postgresql://neondb_owner:npg_S3cr3tPw@ep-cool-darkness-123456.us-east-2.aws.neon.tech"
@@ -390,6 +392,48 @@ def test_a_dotenv_line_that_does_not_parse_is_an_error(
     assert ".env: line 2 cannot be parsed" in output
     assert "s3cret" not in output
     assert not (clean_env / "todo_app.sqlite3").exists(), "no silent fall-back to SQLite"
+
+
+@pytest.mark.parametrize("kind", ["directory", "dangling symlink", "symlink loop"])
+def test_a_dotenv_that_cannot_be_read_is_an_error(
+    clean_env: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a missing .env means "no .env": one that is there but cannot be read
+    used to be skipped, and the default SQLite file silently used instead."""
+    dotenv = clean_env / ".env"
+    if kind == "directory":
+        dotenv.mkdir()
+    elif kind == "dangling symlink":
+        dotenv.symlink_to(clean_env / "config" / "production.env")
+    else:
+        dotenv.symlink_to(dotenv)
+    with pytest.raises(SettingsError, match=r"\.env") as raised:
+        get_settings()
+    assert "cannot be read" in str(raised.value)
+    code, output = _cli("list", capsys=capsys)
+    assert code == 2, output
+    assert ".env: cannot be read as a .env file: it is " in output
+    assert output.count("\n") == 1
+    assert not (clean_env / "todo_app.sqlite3").exists(), "no silent fall-back to SQLite"
+
+
+def test_an_unreadable_dotenv_is_an_error(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(Root reads any file: the refusal is simulated where the file is opened.)"""
+    (clean_env / ".env").write_text("TODO_APP_POOL_MAX_SIZE=7\n")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(todo_app.settings, "open", refused, raising=False)
+    with pytest.raises(SettingsError, match=r"\.env: cannot be read as a \.env file: Permission"):
+        get_settings()
+
+
+def test_a_dotenv_through_a_symlink_or_missing_is_fine(clean_env: Path) -> None:
+    (clean_env / "real.env").write_text("TODO_APP_POOL_MAX_SIZE=7\n")
+    assert get_settings().pool_max_size == 10, "no .env: the defaults"
+    (clean_env / ".env").symlink_to(clean_env / "real.env")
+    assert get_settings().pool_max_size == 7
 
 
 def test_errors_name_the_variable_the_user_set(

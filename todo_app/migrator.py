@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -177,6 +178,21 @@ async def run_script(db: BaseDBAsyncClient, script: str) -> None:
 R = TypeVar("R")
 
 
+def _checked_lock_timeout(lock_timeout: object) -> float:
+    """``lock_timeout`` as a bound on the wait: nan never compares past a deadline
+    (a held lock would be waited for forever), and inf is no bound either."""
+    if (
+        isinstance(lock_timeout, bool)
+        or not isinstance(lock_timeout, int | float)
+        or not math.isfinite(lock_timeout)
+        or lock_timeout < 0
+    ):
+        raise MigrationPlanError(
+            f"lock_timeout must be a finite number of seconds, 0 or more (got {lock_timeout!r})"
+        )
+    return float(lock_timeout)
+
+
 async def _run_locked(
     db: BaseDBAsyncClient,
     step: Callable[[BaseDBAsyncClient], Awaitable[R]],
@@ -225,6 +241,7 @@ async def lock_in_transaction(
 ) -> None:
     """Inside a transaction: take the migration lock (released at commit or
     rollback), without the application's statement timeout."""
+    lock_timeout = _checked_lock_timeout(lock_timeout)
     deadline = time.monotonic() + lock_timeout if deadline is None else deadline
     await dialect_for(tx).migration_lock(tx, deadline=deadline, lock_timeout=lock_timeout)
 
@@ -421,8 +438,9 @@ async def upgrade(
     Tortoise config dict. Returns the file names newly applied or recorded (empty:
     already at head, or ahead of this version, which is logged as a warning).
     Safe to call from several processes at once; each waits for the lock at most
-    ``lock_timeout`` seconds. Failures are :class:`MigrationError` subclasses and
-    leave the failing step's changes rolled back.
+    ``lock_timeout`` seconds (finite, 0 or more: anything else is refused before
+    connecting, with :class:`MigrationPlanError`). Failures are :class:`MigrationError`
+    subclasses and leave the failing step's changes rolled back.
     """
 
     async def step(tx: BaseDBAsyncClient) -> _Step | None:
@@ -431,6 +449,7 @@ async def upgrade(
             await _record(tx, made.migrations)  # in the same transaction as the step
         return made
 
+    lock_timeout = _checked_lock_timeout(lock_timeout)
     done: list[str] = []
     async with connection_to(target) as db:
         while (made := await _run_locked(db, step, lock_timeout=lock_timeout)) is not None:
@@ -568,6 +587,7 @@ async def downgrade(
             logger.info("reverted %s", step.filename)
         return [step.filename for step in plan.steps]
 
+    lock_timeout = _checked_lock_timeout(lock_timeout)
     async with connection_to(target) as db:
         return await _run_locked(db, revert, lock_timeout=lock_timeout)
 

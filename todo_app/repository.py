@@ -45,6 +45,15 @@ _CREATE_FIELDS: Final = tuple(name for name in TaskCreate.model_fields if name !
 _STORE_SET: Final = ("id", "user_id", "version", "created_at", "updated_at", "completed_at")
 
 
+def _check_page_size(limit: object) -> None:
+    """How many rows a read may return: a page size, checked before any SQL (a huge
+    int would overflow the driver's 64-bit parameter)."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TaskValidationError("limit", "must be an integer")
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise TaskValidationError("limit", f"must be between 1 and {MAX_PAGE_SIZE}")
+
+
 def _in_column_order() -> operator.itemgetter[Any]:
     """A new task's row in column order, from ``(*client values, *store values)``:
     built once, so that a bulk import pays one C call per row for it."""
@@ -189,10 +198,7 @@ class TaskRepository:
         inserted while a client walks the pages never make it see a task twice, and
         a deep page costs what the first one does.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TaskValidationError("limit", "must be an integer")
-        if not 1 <= limit <= MAX_PAGE_SIZE:
-            raise TaskValidationError("limit", f"must be between 1 and {MAX_PAGE_SIZE}")
+        _check_page_size(limit)
         if order not in ("newest", "oldest"):
             raise TaskValidationError("order", "must be 'newest' or 'oldest'")
         wanted = _status(status) if status is not None else None
@@ -231,12 +237,12 @@ class TaskRepository:
     @_guarded
     async def ids_starting_with(self, prefix: str, *, limit: int = 2) -> builtins.list[uuid.UUID]:
         """Ids of this owner's tasks that start with ``prefix`` (hex digits and dashes,
-        case-insensitive), at most ``limit``: how a CLI resolves a shortened id."""
+        case-insensitive), at most ``limit`` (a page size, 1..MAX_PAGE_SIZE): how a CLI
+        resolves a shortened id."""
         typed = prefix.strip().lower() if isinstance(prefix, str) else ""
         if not typed or len(typed) > 36 or any(c not in "0123456789abcdef-" for c in typed):
             raise TaskValidationError("prefix", "must be hex digits and dashes of a task id")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise TaskValidationError("limit", "must be a positive integer")
+        _check_page_size(limit)
         runner = _runner()
         rows = await runner.fetch(
             runner.sql.ids_like, self._owner, typed + "%", limit, idempotent=True

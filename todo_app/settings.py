@@ -9,6 +9,7 @@ database URL itself lives in :mod:`todo_app.dsn`, its translation for the driver
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -50,19 +51,49 @@ class SettingsError(TodoAppError, ValueError):
 
 
 class _StrictDotEnv(DotEnvSettingsSource):
-    """python-dotenv skips a line it cannot parse with a warning; refuse it instead."""
+    """python-dotenv skips a line it cannot parse with a warning, and pydantic-settings
+    skips a ``.env`` that is not a file (a directory, a dangling symlink) as if it were
+    missing; refuse both instead. Only a ``.env`` that does not exist means "none"."""
+
+    def _read_env_files(self) -> Any:
+        files = self.env_file
+        for env_file in [files] if isinstance(files, str | os.PathLike) else files or []:
+            path = Path(env_file).expanduser()
+            if os.path.lexists(path) and not (path.is_file() or path.is_fifo()):
+                raise SettingsError(f"{path}: cannot be read as a .env file: {_what(path)}")
+        return super()._read_env_files()
 
     def _read_env_file(self, file_path: Path) -> Any:
         encoding = self.env_file_encoding or "utf-8"
-        with open(file_path, encoding=encoding) as stream:
-            for binding in parse_stream(stream):
-                if binding.error:
-                    # The line is not echoed: it may hold a password.
-                    raise SettingsError(
-                        f"{file_path}: line {binding.original.line} cannot be parsed "
-                        "(an unclosed quote?)"
-                    )
-        return super()._read_env_file(file_path)
+        try:
+            with open(file_path, encoding=encoding) as stream:
+                for binding in parse_stream(stream):
+                    if binding.error:
+                        # The line is not echoed: it may hold a password.
+                        raise SettingsError(
+                            f"{file_path}: line {binding.original.line} cannot be parsed "
+                            "(an unclosed quote?)"
+                        )
+            return super()._read_env_file(file_path)
+        except OSError as exc:  # unreadable, an I/O error
+            raise SettingsError(
+                f"{file_path}: cannot be read as a .env file: {exc.strerror or exc}"
+            ) from None
+
+
+def _what(path: Path) -> str:
+    """Why ``path``, which exists (perhaps as a broken link), is no file to read."""
+    if path.is_dir():
+        return "it is a directory"
+    try:
+        os.stat(path)
+    except OSError as exc:  # a symbolic link that cannot be followed
+        if exc.errno == errno.ELOOP:
+            return "it is a symbolic link loop"
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            return f"it is a symbolic link to {os.readlink(path)}, which does not exist"
+        return exc.strerror or str(exc)
+    return "it is not a regular file"
 
 
 class Settings(BaseSettings):

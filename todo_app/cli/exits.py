@@ -53,7 +53,8 @@ EXIT_OUTPUT_CLOSED = 141
 
 #: The epilog of ``todo-app --help``; the README's "Command line" says the same.
 EXIT_CODES_HELP = (
-    "Exit codes: 2 usage (including a file that cannot be read or written), 3 not found, "
+    "Exit codes: 1 the database refused for another reason, "
+    "2 usage (including a file that cannot be read or written), 3 not found, "
     "4 conflict, 5 invalid input, 6 database unreachable, 7 schema out of date, drift or "
     "a migration refused, 8 another migration held the lock too long, 130 interrupted, "
     "141 output closed early (e.g. piped into head)."

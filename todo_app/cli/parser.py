@@ -10,6 +10,7 @@ when ``list --help`` is shown; the bounds themselves are enforced by the reposit
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -63,6 +64,20 @@ class _HelpFormatter(argparse.HelpFormatter):
         return super()._expand_help(action)
 
 
+def _seconds(text: str) -> float:
+    """A wait in seconds that bounds the wait: ``nan`` and ``inf`` do not, nor does a
+    negative one (the migration runner refuses them too)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of seconds, 0 or more (got {text!r})"
+        )
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="todo-app",
@@ -109,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     def with_lock_timeout(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument(
             "--lock-timeout",
-            type=float,
+            type=_seconds,
             default=300.0,
             metavar="SECONDS",
             help="wait at most this long for another migration's lock (default 300)",
