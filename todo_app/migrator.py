@@ -48,6 +48,7 @@ from todo_app.errors import (
     MigrationPlanError,
     SchemaAhead,
     SchemaMismatch,
+    TaskStoreError,
     TaskStoreUnavailable,
     TodoAppError,
 )
@@ -114,7 +115,8 @@ async def connection_to(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
     own, closed afterwards; the caller's context and connections are left alone.
 
     A database that cannot be reached, opened, read or written raises what the
-    repository raises in the same situation (``TaskStoreUnavailable``), whatever the
+    repository raises in the same situation (``TaskStoreUnavailable``, or
+    ``TaskStoreError`` for a refusal such as a missing privilege), whatever the
     driver said: the one translation of ``todo_app.dialects``."""
     try:
         async with _connection_to(target) as db:
@@ -123,7 +125,7 @@ async def connection_to(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
         raise
     except Exception as exc:
         typed = translate(exc)
-        if not isinstance(typed, TaskStoreUnavailable):
+        if not isinstance(typed, TaskStoreError):
             raise
         raise typed from exc
 
