@@ -33,7 +33,7 @@ from tortoise.context import TortoiseContext
 
 import todo_app
 from tests.helpers import FreshURL
-from todo_app import TaskCreate, TaskRepository, TaskStoreUnavailable
+from todo_app import TaskCreate, TaskRepository, TaskStoreError, TaskStoreUnavailable
 from todo_app.checks import ensure_schema_current
 from todo_app.cli import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from todo_app.migrator import (
@@ -400,3 +400,33 @@ def test_cli_migration_verbs_on_an_unusable_postgres(fault: str, pg_faults: dict
     for verb in ("migrate", "check", "history", "downgrade"):
         err = one_line(cli(pg_faults[fault], *VERBS[verb]), EXIT_UNREACHABLE)
         assert "cannot reach the database" in err, (verb, err)
+
+
+@pytest.mark.postgres
+async def test_the_migration_api_raises_the_repositorys_error_for_a_refused_read(
+    fresh_database_url: FreshURL,
+) -> None:
+    """A role that may log in but not read the tables: the repository and the
+    migration API both raise ``TaskStoreError``, the driver's error only its cause."""
+    url = await fresh_database_url("postgres")
+    await migrate(url)
+    params = url.params()
+    host, port = params.get("host") or "127.0.0.1", params.get("port") or "5432"
+    role = f"todo_app_blind_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(
+        host=host, port=int(port), user=params.get("user"), database=params["dbname"]
+    )
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        blind = f"postgresql://{role}@{host}:{port}/{params['dbname']}"
+        for call in (applied_migrations, pending_migrations):
+            with pytest.raises(TaskStoreError) as raised:
+                await _bounded(call(blind))
+            assert "permission denied" in str(raised.value)
+        async with TortoiseContext():
+            await Tortoise.init(config=todo_app.tortoise_config(blind))
+            with pytest.raises(TaskStoreError):
+                await _bounded(TaskRepository(USER).list())
+    finally:
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()

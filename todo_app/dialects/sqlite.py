@@ -58,7 +58,7 @@ _KEY_CODES: Final = frozenset(
 #: and what to check. The store is unavailable until someone fixes the file.
 _UNUSABLE: Final = {
     sqlite3.SQLITE_CANTOPEN: "check that the path names a file (not a directory) in an "
-    "existing directory this user may write",
+    "existing directory this user may write, not on a read-only mount",
     sqlite3.SQLITE_PERM: "check the permissions of the file and its directory",
     sqlite3.SQLITE_NOTADB: "check the path: it names some other kind of file",
     sqlite3.SQLITE_CORRUPT: "the file is damaged (truncated or overwritten): restore it "
