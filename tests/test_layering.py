@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "todo_app"
 #: Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[set[str]] = [
     {"errors", "rules", "pool", "schema", "consistency"},
-    {"dsn", "schemas", "pagination", "schema_history", "engine"},
+    {"dsn", "schemas", "pagination", "schema_history", "engine", "sqlite_engine"},
     {"connection"},
     {"settings"},
     {"config", "models"},

@@ -75,8 +75,9 @@ def tortoise_connection(
     if url.dialect == "sqlite":
         path = url.sqlite_path
         with url.named():
+            # Tortoise's SQLite client, safe after a failed open (todo_app.sqlite_engine).
             return {
-                "engine": "tortoise.backends.sqlite",
+                "engine": "todo_app.sqlite_engine",
                 "credentials": sqlite_credentials(path, params),
             }
     with url.named():

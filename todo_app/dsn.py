@@ -223,7 +223,7 @@ class DatabaseURL:
     def sqlite_path(self) -> str:
         # sqlite://relative.db, sqlite:///absolute.db and sqlite://:memory: all occur.
         path = _decode(self._raw.partition("://")[2].partition("?")[0], "the SQLite path")
-        if not path:
+        if not path or path.endswith("/"):  # sqlite:/// names the root directory
             raise DatabaseURLError(f"the SQLite URL {self.masked} names no file")
         return path
 

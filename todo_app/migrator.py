@@ -40,7 +40,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 from todo_app.config import APP_LABEL, app_config, tortoise_config
-from todo_app.dialects import Dialect, dialect_for
+from todo_app.dialects import Dialect, dialect_for, translate
 from todo_app.errors import (
     MigrationDataError,
     MigrationError,
@@ -49,6 +49,9 @@ from todo_app.errors import (
     MigrationPlanError,
     SchemaAhead,
     SchemaMismatch,
+    TaskStoreError,
+    TaskStoreUnavailable,
+    TodoAppError,
 )
 from todo_app.guard import (
     HOW_TO_MIGRATE,
@@ -111,12 +114,38 @@ Target = BaseDBAsyncClient | DatabaseURL | str | dict[str, Any] | None
 @contextlib.asynccontextmanager
 async def connection_to(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
     """The connection to work on. For a URL or a config, a Tortoise context of our
-    own, closed afterwards; the caller's context and connections are left alone."""
+    own, closed afterwards; the caller's context and connections are left alone.
+
+    A database that cannot be reached, opened, read or written raises what the
+    repository raises in the same situation (``TaskStoreUnavailable``, or
+    ``TaskStoreError`` for a refusal such as a missing privilege), whatever the
+    driver said: the one translation of ``todo_app.dialects``."""
+    try:
+        async with _connection_to(target) as db:
+            yield db
+    except TodoAppError:
+        raise
+    except Exception as exc:
+        typed = translate(exc)
+        if not isinstance(typed, TaskStoreError):
+            raise
+        raise typed from exc
+
+
+async def _opened(db: BaseDBAsyncClient) -> BaseDBAsyncClient:
+    # Loads the dialect (its error table classifies what follows) and opens the
+    # connection without leaving a lock behind if it cannot be opened.
+    await dialect_for(db).open(db)
+    return db
+
+
+@contextlib.asynccontextmanager
+async def _connection_to(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
     if target is None:
-        yield Task._meta.db
+        yield await _opened(Task._meta.db)
         return
     if isinstance(target, BaseDBAsyncClient):
-        yield target
+        yield await _opened(target)
         return
     if isinstance(target, dict):
         name = target.get("apps", {}).get(APP_LABEL, {}).get("default_connection", "default")
@@ -141,7 +170,7 @@ async def connection_to(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
     try:
         async with TortoiseContext() as context:
             await context.init(config=config)
-            yield context.connections.get(name)
+            yield await _opened(context.connections.get(name))
     finally:
         Task._meta.default_connection = bound_to
 
@@ -258,13 +287,16 @@ async def lock_aerich_transaction(
 
 async def translated(step: Awaitable[R], dialect: Dialect | None = None) -> R:
     """Driver and Tortoise errors of a migration step as one-line MigrationFailed
-    (connection failures and a busy lock pass through: callers handle them)."""
+    (connection failures, a database that cannot be read or written, and a busy lock
+    pass through: callers handle them)."""
     try:
         return await step
     except (MigrationError, OSError, TimeoutError):
         raise
     except Exception as exc:
         if _is_connection_failure(exc) or (dialect is not None and dialect.is_busy(exc)):
+            raise
+        if isinstance(translate(exc), TaskStoreUnavailable):
             raise
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MigrationFailed(f"the database refused a migration statement: {reason}") from exc
@@ -584,12 +616,15 @@ async def downgrade(
                 f'DELETE FROM "aerich" WHERE "version" = {version} AND "app" = {app}',
                 [step.filename, APP_LABEL],
             )
-            logger.info("reverted %s", step.filename)
         return [step.filename for step in plan.steps]
 
     lock_timeout = _checked_lock_timeout(lock_timeout)
     async with connection_to(target) as db:
-        return await _run_locked(db, revert, lock_timeout=lock_timeout)
+        reverted = await _run_locked(db, revert, lock_timeout=lock_timeout)
+    # Only once committed: a commit that fails (a full disk) reverted nothing.
+    for filename in reverted:
+        logger.info("reverted %s", filename)
+    return reverted
 
 
 # -- drift ------------------------------------------------------------------------------

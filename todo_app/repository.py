@@ -19,14 +19,13 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 import pydantic
 
 from todo_app import replicas, rules
-from todo_app.dialects import Runner, classify
+from todo_app.dialects import Runner, translate
 from todo_app.dialects.base import model_columns
 from todo_app.errors import (
     TaskConflict,
     TaskError,
     TaskNotFound,
     TaskStoreError,
-    TaskStoreTimeout,
     TaskValidationError,
 )
 from todo_app.models import Task, TaskStatus, utc_now
@@ -94,7 +93,7 @@ def _guarded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         except _CallerError as exc:
             raise exc.original from None  # the caller's own code failed: not ours to map
         except Exception as exc:
-            typed = _translate(exc)
+            typed = translate(exc)
             if typed is None:
                 raise  # a bug, not a database answer: let it show as what it is
             # Keep the driver's error as the cause where it helps an operator (an
@@ -505,12 +504,3 @@ def _validated(schema: type[Schema], data: object, *, prefix: str = "") -> Schem
         error = exc.errors(include_input=False)[0]
         field = ".".join(str(part) for part in error["loc"]) or "data"
         raise TaskValidationError(prefix + field, error["msg"]) from None
-
-
-def _translate(exc: Exception) -> TaskError | None:
-    """The repository's typed error for a database refusal or failure, from the
-    error table of the dialect whose driver raised it; a timeout of the client's own
-    is one too. None when ``exc`` did not come from the database."""
-    if isinstance(exc, TimeoutError):
-        return TaskStoreTimeout("the database did not answer in time")
-    return classify(exc)

@@ -107,6 +107,12 @@ def translate(exc: Exception, url: DatabaseURL) -> CliError | None:
         return CliError(
             f"cannot reach the database at {url}: {connection_failure(exc)}", EXIT_UNREACHABLE
         )
+    dialects = sys.modules.get("todo_app.dialects")
+    if dialects is not None:
+        # A driver's error no runner translated (a catalog read): the dialects' table.
+        typed = dialects.translate(exc)
+        if typed is not None:
+            return translate(typed, url)
     return None
 
 

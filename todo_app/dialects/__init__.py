@@ -24,7 +24,7 @@ from typing import Any, Final
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from todo_app.dialects.base import Dialect, Statements
-from todo_app.errors import TaskError
+from todo_app.errors import TaskError, TaskStoreTimeout
 from todo_app.schema import TABLE, TableShape
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "dialect_for",
     "has_replicas",
     "read_shape",
+    "translate",
 ]
 
 #: Tortoise's dialect name -> "module:class" of its Dialect.
@@ -76,6 +77,15 @@ def classify(exc: BaseException) -> TaskError | None:
         if (typed := dialect.classify(exc)) is not None:
             return typed
     return None
+
+
+def translate(exc: BaseException) -> TaskError | None:
+    """The package's typed error for a database refusal or failure: :func:`classify`,
+    and a timeout of the client's own. The one translation the repository and the
+    migration runner share; None when ``exc`` did not come from the database."""
+    if isinstance(exc, TimeoutError):
+        return TaskStoreTimeout("the database did not answer in time")
+    return classify(exc)
 
 
 async def read_shape(db: BaseDBAsyncClient) -> TableShape | None:

@@ -200,6 +200,10 @@ class Dialect(abc.ABC):
 
     # -- running the package's statements -------------------------------------------
 
+    async def open(self, db: BaseDBAsyncClient) -> None:  # noqa: B027 - optional hook
+        """Before the package first uses ``db``: make sure its connection is open,
+        leaving nothing locked or half-open when it cannot be (see SQLite's)."""
+
     @abc.abstractmethod
     async def fetch(
         self, db: BaseDBAsyncClient, sql: str, values: list[Any], *, idempotent: bool

@@ -8,21 +8,30 @@
   with "database is locked" instead of waiting their turn.
 * Errors are classified by SQLite's extended result codes; SQLite reports a CHECK's
   name (and a NOT NULL column) only in its message, in a fixed format, which is read.
+  A file that cannot be opened, read or written (a directory, a missing directory, a
+  file that is not a database or is damaged, a read-only mount, a full disk) is
+  ``TaskStoreUnavailable`` naming what to check.
+* The connection is opened here before the package's statements use it (``open``),
+  so that a failed open leaves no lock held: Tortoise's own client keeps its lock
+  when opening fails, and every later call would wait for ever.
 * Migrations run statement by statement (``executescript()`` would COMMIT first);
   the write lock is their lock, tried a second at a time so the wait can be reported.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import logging
 import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar, Final
 
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.backends.sqlite.client import SqliteClient
 
 from todo_app.config import APP_LABEL
 from todo_app.dialects.base import Dialect, Progress, Rows, field_of_constraint, refused
@@ -32,11 +41,14 @@ from todo_app.errors import (
     TaskConflict,
     TaskError,
     TaskStoreError,
+    TaskStoreTimeout,
     TaskStoreUnavailable,
 )
 from todo_app.schema import TABLE, TableShape, column_definition, index_definition
 
 __all__ = ["SQLiteDialect"]
+
+logger = logging.getLogger("todo_app")
 
 _BATCH: Final = 500
 _CHECK_FAILED: Final = "CHECK constraint failed: "
@@ -45,6 +57,25 @@ _BUSY: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _KEY_CODES: Final = frozenset(
     {sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE}
 )
+#: Primary result codes of a database file that cannot be opened, read or written,
+#: and what to check. The store is unavailable until someone fixes the file.
+_UNUSABLE: Final = {
+    sqlite3.SQLITE_CANTOPEN: "check that the path names a file (not a directory) in an "
+    "existing directory this user may write, not on a read-only mount",
+    sqlite3.SQLITE_PERM: "check the permissions of the file and its directory",
+    sqlite3.SQLITE_NOTADB: "check the path: it names some other kind of file",
+    sqlite3.SQLITE_CORRUPT: "the file is damaged (truncated or overwritten): restore it "
+    "from a backup",
+    sqlite3.SQLITE_FULL: "the disk is full: free space and retry (nothing was written)",
+    sqlite3.SQLITE_READONLY: "the file, its directory or its mount is read-only "
+    "(nothing was written)",
+    sqlite3.SQLITE_IOERR: "the file system failed a read or write (full or read-only "
+    "disk?): check it and retry",
+}
+#: How long a caller waits for another one's open of the connection. An open takes
+#: milliseconds, or sqlite3's busy timeout (5 s) when another process holds the file:
+#: a lock held longer by nobody who opened anything was left by a failed open.
+_OPEN_WAIT: Final = 15.0
 
 
 def _driver_error(exc: BaseException) -> sqlite3.Error | None:
@@ -57,6 +88,15 @@ def _driver_error(exc: BaseException) -> sqlite3.Error | None:
         wrapped = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
         seen = seen.__cause__ or seen.__context__ or wrapped
     return None
+
+
+def _opened(client: Any) -> bool:
+    """Whether Tortoise's SQLite client finished opening its connection. Its private
+    attributes, checked: ``_connection`` is set before the PRAGMAs run, and
+    ``_bound_loop`` once they all succeeded (``_post_connect``)."""
+    if not getattr(client, "_connection", True):
+        return False
+    return not hasattr(type(client), "_bound_loop") or client._bound_loop is not None
 
 
 def _check_name(message: str) -> str | None:
@@ -126,9 +166,49 @@ class SQLiteDialect(Dialect):
 
     # -- running the package's statements -------------------------------------------
 
+    async def open(self, db: BaseDBAsyncClient) -> None:
+        """Open the client's single connection under its lock, releasing the lock and
+        dropping a half-opened connection if that fails, so that the next call opens
+        the file afresh. A lock left held by a failed open elsewhere (Tortoise's own
+        client, used by a host) is taken over once nobody could still be opening."""
+        if isinstance(db, TransactionalDBClient) or _opened(db):
+            return  # a transaction's connection is open: its client opened it
+        client: Any = db
+        lock = getattr(client, "_lock", None)
+        if not isinstance(lock, asyncio.Lock) or not hasattr(client, "create_connection"):
+            return  # not the client we know: it opens its connection itself
+        from todo_app.sqlite_engine import client_class, discard_connection, open_connection
+
+        # Tortoise's own open, made safe, where its internals are as expected.
+        opener = open_connection if client_class is not SqliteClient else None
+        try:
+            await asyncio.wait_for(lock.acquire(), _OPEN_WAIT)
+        except TimeoutError:
+            if _opened(client):
+                raise TaskStoreTimeout(
+                    f"the SQLite connection stayed busy for {_OPEN_WAIT:g} s"
+                ) from None
+            # Held, and still not opened: Tortoise's ConnectionWrapper keeps its lock
+            # when opening raises. It is ours now, released below.
+            logger.warning("taking over the SQLite connection lock left by a failed open")
+        try:
+            if not _opened(client):
+                await discard_connection(client)  # a half-opened one, if any
+                try:
+                    if opener is not None:
+                        await opener(client)
+                    else:
+                        await client.create_connection(with_db=True)
+                except BaseException:
+                    await discard_connection(client)
+                    raise
+        finally:
+            lock.release()
+
     async def fetch(
         self, db: BaseDBAsyncClient, sql: str, values: list[Any], *, idempotent: bool
     ) -> Rows:
+        await self.open(db)
         async with db.acquire_connection() as connection:
             rows: Rows = await connection.execute_fetchall(sql, values)
             return rows
@@ -144,6 +224,7 @@ class SQLiteDialect(Dialect):
         from tortoise.backends.base.client import NestedTransactionContext
         from tortoise.transactions import in_transaction
 
+        await self.open(db)
         table = self.statements.table
         context = in_transaction(db.connection_name)
         async with context as tx:
@@ -200,6 +281,9 @@ class SQLiteDialect(Dialect):
             return TaskConflict("a task with this id already exists")
         if self.is_busy(error):
             return TaskStoreUnavailable("the database is busy (locked by another writer)")
+        advice = _UNUSABLE.get(code & 0xFF) if isinstance(code, int) else None
+        if advice is not None:
+            return TaskStoreUnavailable(f"{message.splitlines()[0][:200]}: {advice}")
         return TaskStoreError(f"the database refused: {message.splitlines()[0][:200]}")
 
     def is_busy(self, exc: BaseException) -> bool:
