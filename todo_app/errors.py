@@ -9,7 +9,8 @@
      |    +-- TaskValidationError      422 (also a ValueError; ``field``)
      |    +-- TaskStoreError           500
      |         +-- TaskStoreUnavailable    503
-     |              +-- TaskStoreTimeout   504
+     |         |    +-- TaskStoreTimeout   504
+     |         +-- TaskDataError       a stored row that does not read back as a task
      +-- MigrationError                the migration runner and the start-up guard
      |    +-- MigrationPlanError, SchemaMismatch, SchemaAhead, ForeignAerichTable,
      |    |   MigrationLockTimeout, MigrationDataError, MigrationFailed
@@ -40,6 +41,7 @@ __all__ = [
     "SchemaMismatch",
     "SchemaOutOfDate",
     "TaskConflict",
+    "TaskDataError",
     "TaskError",
     "TaskNotFound",
     "TaskStoreError",
@@ -104,6 +106,23 @@ class TaskValidationError(TaskError, ValueError):
 class TaskStoreError(TaskError):
     """The database failed the operation for a reason that is not the input: it is
     read-only, the schema is missing, the caller's transaction already failed (500)."""
+
+
+class TaskDataError(TaskStoreError):
+    """A stored row holds a value that does not read back as a task (written around
+    the package, by raw SQL, on SQLite's per-row typing): ``task_id`` (as stored) and
+    ``column`` name it. Nothing was written; correct or delete the row (500)."""
+
+    def __init__(self, task_id: object, column: str, problem: str) -> None:
+        shown = str(task_id)
+        if len(shown) > 64:
+            shown = shown[:61] + "..."
+        super().__init__(
+            f"task {shown}: its stored {column} is not {problem}; nothing was written: "
+            "correct the row with SQL or delete the task"
+        )
+        self.task_id = task_id
+        self.column = column
 
 
 class TaskStoreUnavailable(TaskStoreError):

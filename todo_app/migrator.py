@@ -11,8 +11,9 @@ embedded in a host must:
   recorded to make (``todo_app.schema_history``). A migration whose effect is
   already there (its row was lost, or it was applied by hand) is recorded, never
   re-run; a table made by Tortoise's schema generator (a host's ``aerich init-db``
-  or ``generate_schemas()``) is completed into the real one, rows kept; anything
-  else is refused with the differences named;
+  or ``generate_schemas()``) is completed into the real one, rows kept, when every
+  row holds values of the right types (SQLite keeps any type in any column); anything
+  else is refused with the differences (or the rows) named;
 * each step and its bookkeeping commit together or not at all, on SQLite too;
 * concurrent runners serialise on a lock (an advisory lock on PostgreSQL, the write
   lock on SQLite), waiting at most ``lock_timeout`` seconds and saying who holds it;
@@ -105,6 +106,7 @@ DEFAULT_LOCK_TIMEOUT: Final = 300.0
 _REPORT_EVERY: Final = 5.0
 _ADOPT_TABLE: Final = "todo_app_task__adopt"
 _MAX_REPORTED_ROWS: Final = 20
+_SHOWN_IDS: Final = 3
 
 #: Where to migrate: ``None`` (the connection ``Task`` is bound to in the running
 #: Tortoise context), a connection, a database URL, or a whole Tortoise config.
@@ -410,6 +412,7 @@ async def adopt(tx: BaseDBAsyncClient, migrations: list[Migration], state: Schem
     the caller's transaction, every row kept; rows that break a rule are reported
     and nothing is changed."""
     assert state.live is not None
+    await _refuse_wrong_types(tx, state.live)
     columns = ", ".join(f'"{name}"' for name in state.live.columns)
     options = dialect_for(tx).temporary_table_options
     await tx.execute_query(
@@ -435,6 +438,43 @@ async def adopt(tx: BaseDBAsyncClient, migrations: list[Migration], state: Schem
         ) from None
     await tx.execute_query("RELEASE SAVEPOINT todo_app_adopt")
     await tx.execute_query(f'DROP TABLE "{_ADOPT_TABLE}"')
+
+
+async def _refuse_wrong_types(tx: BaseDBAsyncClient, live: TableShape) -> None:
+    """MigrationDataError, before any change, when rows of the generator-made table
+    hold values that would not read back as tasks (the dialect's checks of what each
+    column holds): SQLite keeps any type in any column, and CHECK ("version" >= 1)
+    takes the text 'abc'. One scan when every row is sound."""
+    checks = [
+        (c, check) for c, check in dialect_for(tx).statements.checks.items() if c in live.columns
+    ]
+    if not checks:
+        return
+    counts = ", ".join(
+        f'sum(CASE WHEN {sound} THEN 0 ELSE 1 END) AS "n{n}"'
+        for n, (_, (sound, _)) in enumerate(checks)
+    )
+    _, totals = await tx.execute_query(f'SELECT {counts} FROM "{TABLE}"')
+    found: list[str] = []
+    summary: list[str] = []
+    for n, (column, (sound, what)) in enumerate(checks):
+        bad = int(totals[0][f"n{n}"] or 0)
+        if not bad:
+            continue
+        _, rows = await tx.execute_query(
+            f'SELECT "id" FROM "{TABLE}" WHERE NOT {sound} ORDER BY "id" LIMIT {_MAX_REPORTED_ROWS}'
+        )
+        ids = [str(row["id"]) for row in rows]
+        found += [f"task {task_id}: {column} is not {what}" for task_id in ids]
+        shown = ", ".join(ids[:_SHOWN_IDS]) + (", ..." if bad > _SHOWN_IDS else "")
+        summary.append(f"{column}: {bad} row(s) not {what}, task(s) {shown}")
+    if summary:
+        raise MigrationDataError(
+            f'cannot complete the existing "{TABLE}" into todo_app\'s schema: rows hold '
+            f"values of the wrong type ({'; '.join(summary)}). Fix or delete them, then "
+            "migrate again; nothing was changed",
+            found[:_MAX_REPORTED_ROWS],
+        )
 
 
 async def _violations(tx: BaseDBAsyncClient, columns: str) -> list[str]:

@@ -4,7 +4,10 @@ Every query it builds carries ``user_id = <owner>``, so no method can read, chan
 delete another owner's row; another owner's task is reported exactly like a missing
 one. Every failure is one of ``errors.py``'s types: input is validated again on entry
 (a ``model_construct``-ed schema does not slip through), and the database's own
-refusals (CHECK, NOT NULL, duplicate key) are translated, never leaked raw.
+refusals (CHECK, NOT NULL, duplicate key) are translated, never leaked raw. A stored
+row that does not read back as a task (written around the package, by raw SQL) is
+``TaskDataError`` naming it, on reads and writes; an update never writes such a row
+(the statement itself checks it), so no write commits what it cannot return.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ import functools
 import operator
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, NoReturn, ParamSpec, TypeVar
 
 import pydantic
 
 from todo_app import replicas, rules
-from todo_app.dialects import Runner, translate
-from todo_app.dialects.base import model_columns
+from todo_app.dialects import Runner, Statements, translate
+from todo_app.dialects.base import MALFORMED, model_columns
 from todo_app.errors import (
     TaskConflict,
+    TaskDataError,
     TaskError,
     TaskNotFound,
     TaskStoreError,
@@ -92,6 +96,13 @@ def _guarded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise
         except _CallerError as exc:
             raise exc.original from None  # the caller's own code failed: not ours to map
+        except OverflowError:
+            # asyncpg decoding a stored timestamp Python cannot hold: name the row.
+            owner = args[0] if args and isinstance(args[0], TaskRepository) else None
+            found = None if owner is None else await _diagnosed(owner.owner_id)
+            if found is None:
+                raise
+            raise found from None
         except Exception as exc:
             typed = translate(exc)
             if typed is None:
@@ -180,7 +191,7 @@ class TaskRepository:
         )
         if row is None:
             raise TaskNotFound(task_id)
-        return _read(row)
+        return _read(row, runner.sql)
 
     @_guarded
     async def list(
@@ -213,7 +224,7 @@ class TaskRepository:
             newest=order == "newest", with_status=wanted is not None, after=cursor is not None
         )
         rows = await reader.fetch(query, *args, idempotent=True)
-        items = [_read(row) for row in rows[:limit]]
+        items = [_read(row, reader.sql) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = items[-1]
@@ -246,7 +257,13 @@ class TaskRepository:
         rows = await runner.fetch(
             runner.sql.ids_like, self._owner, typed + "%", limit, idempotent=True
         )
-        return [uuid.UUID(str(row["id"])) for row in rows]
+        ids = []
+        for row in rows:
+            try:
+                ids.append(uuid.UUID(str(row["id"])))
+            except ValueError:
+                _unreadable(row["id"], "id", "not a UUID")
+        return ids
 
     # -- writing --------------------------------------------------------------------
 
@@ -262,12 +279,12 @@ class TaskRepository:
         # "Insert unless the id exists" is idempotent, so it may be retried on a fresh
         # connection; for a generated id, a second try finds its own first row.
         if await runner.fetch(runner.sql.insert_if_new, *row, idempotent=True):
-            return _read(dict(zip(runner.sql.columns, row, strict=True)))
+            return _read(dict(zip(runner.sql.columns, row, strict=True)), runner.sql)
         data = data.model_copy(update={"id": row[0]}) if data.id is None else data
         existing = await runner.fetchrow(runner.sql.get_any_owner, row[0], idempotent=True)
         if existing is None:  # pragma: no cover - deleted between the two statements
             raise TaskConflict(f"task id {data.id} is already used for different content")
-        return self._same_create(_read(existing), data)
+        return self._same_create(_read(existing, runner.sql), data)
 
     @_guarded
     @_writes
@@ -409,11 +426,11 @@ class TaskRepository:
                 args.append(expected_version)
             row = await runner.fetchrow(query, *args)
             if row is not None:
-                return _read(row)
-        current = await runner.fetchrow(runner.sql.get, uid, self._owner)
+                return _read(row, runner.sql)
+        current = await runner.fetchrow(runner.sql.get_checked, uid, self._owner)
         if current is None:
             raise TaskNotFound(task_id)
-        task = _read(current)
+        task = _read(current, runner.sql)  # a row the UPDATE would not touch stops here
         if expected_version is not None and task.version != expected_version:
             raise TaskConflict(f"task {uid} is at version {task.version}, not {expected_version}")
         would_change = any(getattr(task, name) != value for name, value in changes.items())
@@ -453,8 +470,40 @@ def _runner() -> Runner:
     return Runner(Task._meta.db)
 
 
-def _read(row: Any) -> TaskRead:
-    return TaskRead.model_validate(dict(row))
+def _read(row: Any, sql: Statements) -> TaskRead:
+    """A stored row as a task, or ``TaskDataError`` naming the row and the column whose
+    stored value does not read back (written around the package, by raw SQL).
+
+    A read takes any row ``TaskRead`` parses; a row from ``get_checked`` must also be
+    in the form todo_app writes (the dialect's checks), as an update requires."""
+    values = dict(row)
+    column = values.pop(MALFORMED, None)
+    if column is not None:
+        raise TaskDataError(values.get("id"), column, sql.checks[column][1])
+    try:
+        return TaskRead.model_validate(values)
+    except pydantic.ValidationError as exc:
+        error = exc.errors(include_input=False)[0]
+        column = str(error["loc"][0]) if error["loc"] else "data"  # not the union member
+        return _unreadable(values.get("id"), column, error["msg"])
+
+
+def _unreadable(task_id: object, column: str, why: str) -> NoReturn:
+    raise TaskDataError(task_id, column, f"readable ({why.splitlines()[0]})")
+
+
+async def _diagnosed(owner: str) -> TaskDataError | None:
+    """When the driver could not decode a row (asyncpg: a year Python cannot hold),
+    which of the owner's rows it was, as the typed error; None when none is."""
+    runner = _runner()
+    try:
+        row = await runner.fetchrow(runner.sql.malformed_of_owner, owner, idempotent=True)
+    except Exception:  # the diagnosis is a courtesy: the original error stands
+        return None
+    if row is None:
+        return None
+    column = str(row[MALFORMED])
+    return TaskDataError(row["id"], column, runner.sql.checks[column][1])
 
 
 def _column_value(value: Any) -> Any:

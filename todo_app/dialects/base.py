@@ -4,8 +4,10 @@ A dialect is everything about one database that the rest of the package must not
 know: how it spells a parameter, how the package's fixed statements run on its
 driver (and which failures mean "the connection died"), how many rows go in at once,
 how a write transaction takes its lock, how migrations run and serialise, how the
-live table is read from its catalog, and the table that maps its driver's error
-*codes* to the package's errors. Subclasses fill in :class:`Dialect`.
+live table is read from its catalog, what a column's stored value must be where the
+column's type does not guarantee it (:meth:`Dialect.stored_check`: adoption refuses
+rows that fail it, an update does not touch them), and the table that maps its
+driver's error *codes* to the package's errors. Subclasses fill in :class:`Dialect`.
 
 The statements themselves are written once, here, from ``Task._meta``: the table
 name, the columns and their order. A new field on the model (plus its migration)
@@ -19,8 +21,9 @@ import abc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
+from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from todo_app import rules
@@ -31,10 +34,12 @@ from todo_app.rules import TaskStatus
 from todo_app.schema import TableShape
 
 __all__ = [
+    "MALFORMED",
     "Dialect",
     "Progress",
     "Rows",
     "Statements",
+    "column_kinds",
     "field_of_constraint",
     "model_columns",
     "refused",
@@ -49,6 +54,34 @@ def model_columns() -> tuple[str, ...]:
     meta = Task._meta
     projection = meta.fields_db_projection
     return tuple(projection[name] for name in meta.fields_map if name in projection)
+
+
+#: The result column of the package's row-returning statements that names the first
+#: column of the row whose stored value does not read back (NULL for a sound row).
+MALFORMED: Final = "todo_app_malformed"
+
+
+def column_kinds() -> dict[str, tuple[str, bool]]:
+    """Each column's kind of value (``uuid``, ``text``, ``integer``, ``timestamp``) and
+    whether it may be NULL, from the model's fields."""
+    meta = Task._meta
+    projection = meta.fields_db_projection
+    kinds: dict[str, tuple[str, bool]] = {}
+    for name, field in meta.fields_map.items():
+        if name not in projection:
+            continue
+        if isinstance(field, fields.UUIDField):
+            kind = "uuid"
+        elif isinstance(field, fields.DatetimeField):
+            kind = "timestamp"
+        elif isinstance(field, fields.IntField):
+            kind = "integer"
+        elif isinstance(field, fields.CharField):
+            kind = "text"
+        else:  # pragma: no cover - a new kind of field needs its checks written
+            raise RuntimeError(f"no stored-value check for the field {name!r}")
+        kinds[projection[name]] = (kind, bool(field.null))
+    return kinds
 
 
 def field_of_constraint(name: str | None) -> str:
@@ -80,11 +113,39 @@ class Statements:
         p = dialect.param
         self.table = f'"{Task._meta.db_table}"'
         self.columns = model_columns()
+        #: Column -> (SQL true exactly when its stored value reads back, in words what
+        #: it must hold), for the columns whose type this dialect does not enforce.
+        self.checks: dict[str, tuple[str, str]] = {}
+        for column, (kind, nullable) in column_kinds().items():
+            check = dialect.stored_check(kind, f'"{column}"')
+            if check is not None:
+                sound, what = check
+                self.checks[column] = (
+                    f'("{column}" IS NULL OR ({sound}))'
+                    if nullable
+                    else f'("{column}" IS NOT NULL AND ({sound}))',
+                    what,
+                )
+        #: The first column of a row whose stored value does not read back, else NULL.
+        self.malformed = (
+            "CASE "
+            + " ".join(f"WHEN NOT {sound} THEN '{c}'" for c, (sound, _) in self.checks.items())
+            + " END"
+            if self.checks
+            else "NULL"
+        )
+        self.well_formed = " AND ".join(sound for sound, _ in self.checks.values()) or "1 = 1"
         self._select = ", ".join(f'"{column}"' for column in self.columns)
         values = ", ".join(p(n) for n in range(1, len(self.columns) + 1))
         t, cols = self.table, self._select
         self.get = f'SELECT {cols} FROM {t} WHERE "id" = {p(1)} AND "user_id" = {p(2)}'
         self.get_any_owner = f'SELECT {cols} FROM {t} WHERE "id" = {p(1)}'
+        # The row, and whether it is sound: why an update matched nothing (reads take
+        # what reads back; an update takes only a row in the form todo_app writes).
+        self.get_checked = (
+            f'SELECT {cols}, {self.malformed} AS "{MALFORMED}" FROM {t} '
+            f'WHERE "id" = {p(1)} AND "user_id" = {p(2)}'
+        )
         self.insert = f"INSERT INTO {t} ({cols}) VALUES ({values})"
         self.insert_if_new = f'{self.insert} ON CONFLICT ("id") DO NOTHING RETURNING "id"'
         self.delete = f'DELETE FROM {t} WHERE "id" = {p(1)} AND "user_id" = {p(2)} RETURNING "id"'
@@ -100,6 +161,12 @@ class Statements:
         )
         self.counts = (
             f'SELECT "status", count(*) AS "n" FROM {t} WHERE "user_id" = {p(1)} GROUP BY "status"'
+        )
+        # Which of an owner's rows does not read back (when the driver could not even
+        # decode one): the failure path only.
+        self.malformed_of_owner = (
+            f'SELECT "id", {self.malformed} AS "{MALFORMED}" FROM {t} '
+            f'WHERE "user_id" = {p(1)} AND NOT ({self.well_formed}) ORDER BY "id" LIMIT 1'
         )
         self._listings: dict[tuple[bool, bool, bool], str] = {}
         self._updates: dict[tuple[frozenset[str], bool], str] = {}
@@ -147,11 +214,14 @@ class Statements:
             sets += ['"version" = "version" + 1', f'"updated_at" = {p(3)}']
             # The version column is 32-bit: a task at its last version takes no more
             # writes (on SQLite too, whose integers would silently grow past it).
+            # A row whose stored values do not read back is not written: the write
+            # could not return it, and must not commit what it cannot return.
             where = [
                 f'"id" = {p(1)}',
                 f'"user_id" = {p(2)}',
                 f'"version" < {rules.MAX_VERSION}',
                 f"({' OR '.join(changed)})",
+                f"({self.well_formed})",
             ]
             if with_version:
                 where.append(f'"version" = {p(4 + len(names))}')
@@ -197,6 +267,13 @@ class Dialect(abc.ABC):
     def value(self, value: Any) -> Any:
         """A Python value as this dialect's driver takes it."""
         return value
+
+    def stored_check(self, kind: str, column: str) -> tuple[str, str] | None:
+        """For a non-NULL ``column`` of ``kind`` (see :func:`column_kinds`): SQL that is
+        true (never NULL) exactly when its stored value reads back as the model's type
+        in the form todo_app writes it, and what it must hold, in words; None when the
+        column's type already guarantees it."""
+        return None
 
     # -- running the package's statements -------------------------------------------
 

@@ -5,6 +5,8 @@
   caller's transaction connection inside one; checkouts made for the package's own
   statements are marked clean (``todo_app.pool``).
 * Bulk imports go in with COPY.
+* The column types hold every stored value but a timestamp Python cannot (a year
+  past 9999, BC, an infinity): the one stored-value check.
 * Errors are classified by SQLSTATE (asyncpg's exception classes), constraint and
   column names from the error's own fields.
 * Migrations: a transaction-scoped advisory lock, polled so the wait can be reported
@@ -118,6 +120,16 @@ class PostgresDialect(Dialect):
 
     def differs(self, left: str, right: str) -> str:
         return f"{left} IS DISTINCT FROM {right}"
+
+    def stored_check(self, kind: str, column: str) -> tuple[str, str] | None:
+        # The column types hold every other kind; a timestamptz holds years (10000,
+        # BC) and infinities that asyncpg cannot give Python as an aware datetime.
+        if kind == "timestamp":
+            return (
+                f"{column} BETWEEN '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00'",
+                "a timestamp between the years 1 and 9999 (what Python holds)",
+            )
+        return None
 
     # -- running the package's statements -------------------------------------------
 

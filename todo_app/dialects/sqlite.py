@@ -14,6 +14,9 @@
 * The connection is opened here before the package's statements use it (``open``),
   so that a failed open leaves no lock held: Tortoise's own client keeps its lock
   when opening fails, and every later call would wait for ever.
+* A column's type is only an affinity: any row may hold any type (``'abc'`` in
+  ``version`` passes ``CHECK ("version" >= 1)``). What each column must hold (UUID
+  text, a 32-bit integer, Tortoise's UTC timestamp text) is checked in SQL here.
 * Migrations run statement by statement (``executescript()`` would COMMIT first);
   the write lock is their lock, tried a second at a time so the wait can be reported.
 """
@@ -76,6 +79,31 @@ _UNUSABLE: Final = {
 #: milliseconds, or sqlite3's busy timeout (5 s) when another process holds the file:
 #: a lock held longer by nobody who opened anything was left by a failed open.
 _OPEN_WAIT: Final = 15.0
+
+
+_HEX: Final = "[0-9a-f]"
+_DIGIT: Final = "[0-9]"
+#: A task id as the package (and Tortoise) stores it: ``str(uuid)``.
+_UUID_GLOB: Final = "-".join(_HEX * n for n in (8, 4, 4, 4, 12))
+_SECONDS: Final = "dddd-dd-dd dd:dd:dd".replace("d", _DIGIT)
+#: A datetime as Tortoise stores it (``isoformat(" ")``), in UTC: with or without
+#: microseconds, with the offset ``+00:00`` or none (UTC, as the model reads it). Only
+#: UTC keeps text order the time order that the listing's keyset relies on.
+_TIMESTAMP_GLOBS: Final = tuple(
+    _SECONDS + fraction + offset for fraction in ("", "." + _DIGIT * 6) for offset in ("", "+00:00")
+)
+
+
+def _sound_timestamp(column: str) -> str:
+    """SQL true exactly when ``column`` holds a timestamp in one of ``_TIMESTAMP_GLOBS``
+    that exists (no 31 February, no hour 24, no year 0): SQLite normalises an impossible
+    date, so one that is not its own normal form does not exist."""
+    shapes = " OR ".join(f"{column} GLOB '{glob}'" for glob in _TIMESTAMP_GLOBS)
+    seconds = f"substr({column}, 1, 19)"
+    return (
+        f"typeof({column}) = 'text' AND ({shapes}) AND substr({column}, 1, 4) <> '0000' "
+        f"AND coalesce(strftime('%Y-%m-%d %H:%M:%S', {seconds}, '+0 seconds') = {seconds}, 0)"
+    )
 
 
 def _driver_error(exc: BaseException) -> sqlite3.Error | None:
@@ -163,6 +191,25 @@ class SQLiteDialect(Dialect):
         if isinstance(value, dt.datetime):
             return value.astimezone(dt.UTC).isoformat(" ")
         return value
+
+    def stored_check(self, kind: str, column: str) -> tuple[str, str] | None:
+        # A column's type is only its affinity here: any row may hold any type.
+        if kind == "uuid":
+            return (
+                f"typeof({column}) = 'text' AND {column} GLOB '{_UUID_GLOB}'",
+                "a task id as todo_app stores it (lowercase UUID text)",
+            )
+        if kind == "integer":
+            return (
+                f"typeof({column}) = 'integer' AND {column} BETWEEN -2147483648 AND 2147483647",
+                "a 32-bit integer",
+            )
+        if kind == "timestamp":
+            return (
+                _sound_timestamp(column),
+                "a UTC timestamp as Tortoise stores it ('YYYY-MM-DD HH:MM:SS[.ffffff][+00:00]')",
+            )
+        return f"typeof({column}) = 'text'", "text"
 
     # -- running the package's statements -------------------------------------------
 
