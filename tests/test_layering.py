@@ -98,6 +98,18 @@ def test_the_schemas_and_rules_load_no_orm() -> None:
 def test_the_public_api_is_one_table_and_every_name_resolves() -> None:
     import todo_app
 
-    assert sorted(todo_app.__all__) == sorted(todo_app._EXPORTS)
+    assert sorted(set(todo_app.__all__) - {"__version__"}) == sorted(todo_app._EXPORTS)
     for name in todo_app.__all__:
         assert getattr(todo_app, name) is not None, name
+
+
+def test_the_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    import todo_app
+
+    assert todo_app.__version__ == version("todo-app")
+    result = subprocess.run(
+        [sys.executable, "-m", "todo_app", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout) == (0, f"todo-app {todo_app.__version__}\n")

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
     from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
     from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
-    from todo_app.startup import freeze_startup_objects
+    from todo_app.startup import freeze_startup_objects, lifespan
 
 _EXPORTS: dict[str, str] = {
     "APP_LABEL": "todo_app.config",
@@ -94,6 +94,7 @@ _EXPORTS: dict[str, str] = {
     "downgrade": "todo_app.migrator",
     "ensure_schema_current": "todo_app.checks",
     "freeze_startup_objects": "todo_app.startup",
+    "lifespan": "todo_app.startup",
     "get_settings": "todo_app.settings",
     "migrate": "todo_app.migrator",
     "migration_history": "todo_app.migrator",
@@ -138,6 +139,7 @@ __all__ = [
     "TaskUpdate",
     "TaskValidationError",
     "TodoAppError",
+    "__version__",
     "app_config",
     "applied_migrations",
     "check_drift",
@@ -146,6 +148,7 @@ __all__ = [
     "ensure_schema_current",
     "freeze_startup_objects",
     "get_settings",
+    "lifespan",
     "migrate",
     "migration_history",
     "newest_token",
@@ -160,6 +163,15 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Deferred imports: `import todo_app.cli` (and so `todo-app --help`) must not pay
     # for Tortoise, pydantic and Aerich before a command needs them.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("todo-app")
+        except PackageNotFoundError:  # pragma: no cover - a copy of the folder, not installed
+            found = "0+unknown"
+        globals()[name] = found
+        return found
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'todo_app' has no attribute {name!r}")

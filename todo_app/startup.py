@@ -1,4 +1,16 @@
-"""What a host's start-up calls once it is done: keep the collector off what start-up made.
+"""A host's start-up and shut-down: :func:`lifespan` for any async framework, and
+:func:`freeze_startup_objects`, what start-up calls once it is done.
+
+**lifespan.** Tortoise keeps its state in a context (a ``contextvars`` variable).
+A framework runs its start-up in one task and each request in another, so a plain
+``Tortoise.init`` in a Litestar or Quart lifespan leaves request handlers with "No
+TortoiseContext is currently active". Tortoise's own FastAPI, Starlette and Sanic
+helpers pass ``_enable_global_fallback=True``, which makes the context the
+process's fallback for every task; :func:`lifespan` does the same for any framework,
+then checks or applies the schema, freezes what start-up made, and closes the
+connections on the way out.
+
+**Freezing.** Keep the collector off what start-up made.
 
 CPython's cyclic collector runs a full (oldest-generation) pass every so often, and a
 full pass walks every tracked object alive, however old. A web process allocates
@@ -17,12 +29,19 @@ the end of start-up, never per request.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from tortoise.context import TortoiseContext
 
 from todo_app.settings import Settings, get_settings
 
-__all__ = ["freeze_startup_objects"]
+__all__ = ["freeze_startup_objects", "lifespan"]
+
+Schema = Literal["check", "migrate", "skip"]
 
 logger = logging.getLogger("todo_app")
 
@@ -42,3 +61,44 @@ def freeze_startup_objects(settings: Settings | None = None) -> int:
     frozen = gc.get_freeze_count()
     logger.debug("froze %d start-up objects out of the collector's full passes", frozen)
     return frozen
+
+
+@contextlib.asynccontextmanager
+async def lifespan(
+    config: dict[str, Any] | None = None,
+    *,
+    schema: Schema = "check",
+    settings: Settings | None = None,
+) -> AsyncIterator[TortoiseContext]:
+    """Tortoise for a whole process of any async framework: ``async with
+    todo_app.lifespan(config): <serve>``.
+
+    ``config``: the host's Tortoise config (with ``todo_app.app_config(...)`` among
+    its apps), or None for todo_app alone from settings (``tortoise_config()``).
+    ``schema``: ``"check"`` (default) refuses to start on a database that is not at
+    this version's schema (:class:`~todo_app.SchemaOutOfDate` naming what to run),
+    ``"migrate"`` applies pending migrations first (safe from several workers at
+    once), ``"skip"`` does neither. Then :func:`freeze_startup_objects`. On exit
+    the connections close, whatever ended the block.
+
+    The context is the process's fallback for every task (request handlers run in
+    tasks the start-up never saw): one ``lifespan`` per process at a time.
+    """
+    from todo_app.checks import ensure_schema_current
+    from todo_app.config import tortoise_config
+    from todo_app.migrator import migrate
+
+    if schema not in ("check", "migrate", "skip"):
+        raise ValueError(f"schema must be 'check', 'migrate' or 'skip', not {schema!r}")
+    settings = settings or get_settings()
+    async with TortoiseContext() as context:
+        await context.init(
+            config=config if config is not None else tortoise_config(settings=settings),
+            _enable_global_fallback=True,
+        )
+        if schema == "migrate":
+            await migrate()
+        if schema != "skip":
+            await ensure_schema_current()
+        freeze_startup_objects(settings)
+        yield context
