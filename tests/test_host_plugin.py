@@ -222,3 +222,91 @@ def test_host_suite_passes_on_python_313(
     assert run.returncode == 0, run.output
     assert "Python 3.13" in run.output, run.output
     assert f"{host_project.SQLITE_TESTS + host_project.POSTGRES_TESTS} passed" in run.output
+
+
+# -- a shared CI server, and apps that run on a loop of their own -----------------------------
+
+OWN_LOOP_TESTS = """
+import asyncio
+import contextvars
+import threading
+
+import pytest
+
+import todo_app
+
+
+def on_another_loop(make):
+    \"\"\"What a test client that runs the app in a thread does: a loop of its own,
+    with the test's context variables copied over.\"\"\"
+    result = {}
+    context = contextvars.copy_context()
+
+    def run():
+        try:
+            result["value"] = context.run(asyncio.run, make())
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    return result
+
+
+async def app_round_trip(url):
+    async with todo_app.lifespan(todo_app.tortoise_config(url)):
+        repo = todo_app.TaskRepository("alice")
+        await repo.create(todo_app.TaskCreate(title="made by the app"))
+        return [task.title for task in (await repo.list()).items]
+
+
+def test_an_app_on_its_own_loop_uses_the_migrated_file(todo_sqlite_url):
+    assert on_another_loop(lambda: app_round_trip(todo_sqlite_url)) == {
+        "value": ["made by the app"]
+    }
+
+
+@pytest.mark.asyncio
+async def test_in_memory_on_another_loop_says_why_it_is_empty(todo_sqlite):
+    async def read():
+        try:
+            return await todo_app.TaskRepository("alice").list()
+        finally:  # the connection Tortoise re-opened on this loop, with its thread
+            await todo_app.Task._meta.db.close()
+
+    with pytest.warns(UserWarning, match="different event loop"):  # Tortoise's own
+        error = on_another_loop(read)["error"]
+    assert isinstance(error, todo_app.TaskStoreError), error
+    assert "another event loop" in str(error) and "todo_sqlite_url" in str(error)
+    # Tortoise dropped the test's own connection from its registry: close it here.
+    await todo_sqlite.connection.close()
+
+
+@pytest.mark.asyncio
+async def test_databases_carry_the_prefix(todo_postgres, fresh_database_url):
+    assert todo_postgres.url.database.startswith("ci_run_7_")
+    fresh = await fresh_database_url("postgres")
+    assert fresh.database.startswith("ci_run_7_fresh_")
+"""
+
+
+@pytest.mark.postgres
+def test_prefixed_databases_and_a_file_for_apps_on_their_own_loop(
+    host_python: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "host"
+    project.mkdir()
+    (project / "conftest.py").write_text('pytest_plugins = ["todo_app.testing"]\n')
+    (project / "test_own_loop.py").write_text(OWN_LOOP_TESTS)
+    run = run_host_pytest(
+        host_python, project, "--todo-db-prefix", "ci_run_7", database_url=_postgres_url()
+    )
+    assert run.returncode == 0, run.output
+    assert "3 passed" in run.output, run.output
+
+    refused = run_host_pytest(
+        host_python, project, "--todo-db-prefix", "Robert'); DROP", database_url=UNREACHABLE
+    )
+    assert refused.returncode == 4, refused.output  # pytest's usage error
+    assert "not a usable database name prefix" in refused.output

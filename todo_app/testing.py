@@ -12,6 +12,10 @@ Enable with ``pytest_plugins = ["todo_app.testing"]`` in a ``conftest.py``.
 * ``fresh_database_url`` -- a factory of empty, unmigrated databases of either
   dialect (for migration tests), dropped at the end of the test; ``fresh_sqlite_url``
   -- the same for SQLite only, which ``--no-postgres`` keeps.
+* ``todo_sqlite_url`` -- the URL of a migrated SQLite *file*, new for each test, for
+  an app that opens its own connections: a test client that runs the app (and its
+  lifespan) on another event loop, where an in-memory database would be a new,
+  empty one.
 * ``todo_extra_apps`` -- override it (session scope) to get the host's own Tortoise
   apps into the same databases: ``{"shop": ["shop.models"]}``. Their tables are made
   by Tortoise's schema generator after todo_app's migrations.
@@ -21,6 +25,10 @@ fixtures open theirs on the loop the test runs on: their loop scope is the host'
 ``asyncio_default_test_loop_scope`` (pytest-asyncio's default: one loop per test).
 Session-wide work (CREATE DATABASE, migrate, DROP) holds no connection across tests
 and runs on a private loop in a worker thread, whatever loops the host uses.
+
+PostgreSQL databases are named ``<prefix>_<random>`` (``todo_app_test`` unless
+``--todo-db-prefix`` or the ``todo_db_prefix`` ini option says otherwise): a CI
+server shared by several projects or runs can tell (and clean up) its own.
 
 Each dialect gets its own connection name, because Tortoise caches compiled SQL per
 connection name for the whole process; none of them is called "default", which
@@ -32,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import re
 import types
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
@@ -61,6 +70,11 @@ _LOOP_BOUND = ("todo_sqlite", "todo_postgres")
 #: Fixtures whose mere use means PostgreSQL (``todo_postgres`` depends on the first).
 _POSTGRES_FIXTURES = frozenset({"postgres_server", "_postgres_session_url", "todo_postgres"})
 _NO_POSTGRES = "--no-postgres"
+_PREFIX_OPTION = "--todo-db-prefix"
+_PREFIX_INI = "todo_db_prefix"
+_DEFAULT_PREFIX = "todo_app_test"
+#: A prefix PostgreSQL takes unquoted and leaves room for ``_fresh_<12 hex>`` in 63.
+_PREFIX_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,40}")
 
 T = TypeVar("T")
 LoopScope = Literal["session", "package", "module", "class", "function"]
@@ -85,9 +99,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Deselect tests that need PostgreSQL (they fail, not skip, when it is down).",
     )
+    group.addoption(
+        _PREFIX_OPTION,
+        default=None,
+        metavar="PREFIX",
+        help=f"Name the test databases PREFIX_<random> (default: the {_PREFIX_INI} ini "
+        f"option, else {_DEFAULT_PREFIX}).",
+    )
+    parser.addini(_PREFIX_INI, f"Prefix of the test databases' names ({_DEFAULT_PREFIX}).")
+
+
+def _database_prefix(config: pytest.Config) -> str:
+    prefix = config.getoption(_PREFIX_OPTION) or config.getini(_PREFIX_INI) or _DEFAULT_PREFIX
+    if not isinstance(prefix, str) or not _PREFIX_PATTERN.fullmatch(prefix):
+        raise pytest.UsageError(
+            f"{_PREFIX_OPTION} / {_PREFIX_INI}: {prefix!r} is not a usable database name "
+            "prefix (lowercase letters, digits and _, not starting with a digit, at most 41)"
+        )
+    return prefix
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _database_prefix(config)  # a bad prefix stops the run before any test
     config.addinivalue_line("markers", "postgres: needs the PostgreSQL server of TEST_DATABASE_URL")
     config.pluginmanager.register(
         _loop_bound_fixtures(_test_loop_scope(config)), f"{__name__}.loop_bound"
@@ -156,8 +189,9 @@ class PostgresServer:
     Every call opens and closes its own connection, so it may run on any loop.
     """
 
-    def __init__(self, url: DatabaseURL) -> None:
+    def __init__(self, url: DatabaseURL, prefix: str = _DEFAULT_PREFIX) -> None:
         self.url = url
+        self.prefix = prefix
         self.created: list[str] = []
 
     async def _admin(self) -> asyncpg.Connection:
@@ -173,8 +207,9 @@ class PostgresServer:
             )
         return connection
 
-    async def create(self, prefix: str = "todo_app_test") -> DatabaseURL:
-        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    async def create(self, kind: str = "") -> DatabaseURL:
+        """A new empty database, ``<prefix>[_<kind>]_<random>``."""
+        name = "_".join(filter(None, (self.prefix, kind, uuid.uuid4().hex[:12])))
         admin = await self._admin()
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
@@ -212,7 +247,7 @@ def todo_extra_apps() -> ExtraApps:
 def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
     """The PostgreSQL server of ``TEST_DATABASE_URL``; drops what tests left behind."""
     _refuse_under_no_postgres(request.config, "postgres_server")
-    server = PostgresServer(get_settings().test_database_url)
+    server = PostgresServer(get_settings().test_database_url, _database_prefix(request.config))
     yield server
     _run_aside(server.drop_all())
 
@@ -355,6 +390,27 @@ def todo_db(request: pytest.FixtureRequest) -> TodoDatabase:
 
 
 @pytest.fixture
+def todo_sqlite_url(
+    fresh_sqlite_url: Callable[[], DatabaseURL], todo_extra_apps: ExtraApps
+) -> DatabaseURL:
+    """The URL of a migrated SQLite file (with the host's tables), new for each test.
+
+    For an app under test that opens its own connections, e.g. through
+    ``todo_app.lifespan`` run by a test client on an event loop of its own. An
+    in-memory database (``todo_sqlite``) lives on one connection: on another loop
+    Tortoise re-opens it, empty. Migrated on a private loop: any test loop may use it.
+    """
+    url = fresh_sqlite_url()
+
+    async def build() -> None:
+        async with _context(url, SQLITE_CONNECTION, todo_extra_apps) as db:
+            await _build_schema(db, todo_extra_apps)
+
+    _run_aside(build())
+    return url
+
+
+@pytest.fixture
 def fresh_sqlite_url(tmp_path: Path) -> Callable[[], DatabaseURL]:
     """``fresh_sqlite_url()``: the URL of a new, empty SQLite file under ``tmp_path``.
 
@@ -381,8 +437,10 @@ def fresh_database_url(
         if dialect == "sqlite":
             return fresh_sqlite_url()
         _refuse_under_no_postgres(request.config, 'fresh_database_url("postgres")')
-        server = server or PostgresServer(get_settings().test_database_url)
-        return await server.create("todo_app_fresh")
+        server = server or PostgresServer(
+            get_settings().test_database_url, _database_prefix(request.config)
+        )
+        return await server.create("fresh")
 
     yield make
     if server is not None and server.created:

@@ -151,6 +151,16 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+#: What a missing task table means, including the case nobody guesses: an in-memory
+#: database is new and empty on every connection, and Tortoise opens a new connection
+#: when a call comes from another event loop than the one that migrated it.
+_NO_TABLE: Final = (
+    f'the database has no "{TABLE}" table: apply todo_app\'s migrations first. With '
+    "in-memory SQLite (sqlite://:memory:), a call on another event loop than the one "
+    "that migrated it gets a new, empty database (Tortoise re-opens the connection on "
+    "a loop switch, as when a test client runs the app on a loop of its own): give such "
+    "an app a SQLite file (the todo_sqlite_url fixture)"
+)
 #: How long the script an installed stub hands Aerich waits for the write lock.
 _AERICH_LOCK_WAIT_MS: Final = 300_000
 #: todo_app's bookkeeping rows and the task table's DDL: what a revert was planned on.
@@ -331,6 +341,9 @@ class SQLiteDialect(Dialect):
         advice = _UNUSABLE.get(code & 0xFF) if isinstance(code, int) else None
         if advice is not None:
             return TaskStoreUnavailable(f"{message.splitlines()[0][:200]}: {advice}")
+        if code == sqlite3.SQLITE_ERROR and message == f"no such table: {TABLE}":
+            # SQLite says only SQLITE_ERROR; its message is the one place that names it.
+            return TaskStoreError(_NO_TABLE)
         return TaskStoreError(f"the database refused: {message.splitlines()[0][:200]}")
 
     def is_busy(self, exc: BaseException) -> bool:
