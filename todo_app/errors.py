@@ -17,8 +17,9 @@
      |    +-- SchemaOutOfDate
      +-- DatabaseURLError              a database URL that cannot be used (a ValueError)
      +-- SettingsError                 a setting that cannot be used (todo_app.settings)
-     +-- ReadOnlyModel                 a write through the Task model instead of the
-                                       repository (a TypeError: a programming error)
+     +-- ReadOnlyModel                 a bulk write through the Task model, which could
+                                       not keep the rules per row (a TypeError: a
+                                       programming error)
 
 Nothing classifies a driver's exception by its message here: each dialect maps its
 driver's error codes to these types (``todo_app.dialects``).
@@ -57,7 +58,9 @@ class TodoAppError(Exception):
 
 
 class ReadOnlyModel(TodoAppError, TypeError):
-    """A write through the ``Task`` model: tasks are written by ``TaskRepository``."""
+    """A bulk write through the ``Task`` model (``QuerySet.update``, ``bulk_create``...),
+    or one on another connection: tasks are written by ``TaskRepository``'s path
+    (``Task.create``/``save``/``delete`` take it too)."""
 
 
 class DatabaseURLError(TodoAppError, ValueError):

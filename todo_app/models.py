@@ -1,14 +1,19 @@
-"""The Task model: the table's declaration, for Tortoise and for Aerich, read-only.
+"""The Task model: the table's declaration, for Tortoise and for Aerich.
 
-Tasks are written by ``TaskRepository`` alone: one write path, which scopes every
-statement to its owner and keeps ``version``, ``updated_at``, ``completed_at`` and every
-rule of ``rules.py`` (the database's named CHECK constraints, which the migrations
-create, hold the same rules). The model's own write methods (``save``, ``create``,
-``bulk_create``, ``QuerySet.update``, ``delete``...) refuse with
-:class:`~todo_app.errors.ReadOnlyModel`, instead of keeping a second copy of the rules
-that could drift from the first. Reading through the model (``Task.filter(...)``,
-relations from a host's own models) works: datetimes come back UTC-aware, and a
-status written by a newer version of todo_app comes back as its string.
+Tasks have one write path, ``TaskRepository``'s: it scopes every statement to its
+owner and keeps ``version``, ``updated_at``, ``completed_at`` and every rule of
+``rules.py`` (the database's named CHECK constraints, which the migrations create,
+hold the same rules). The model's own writes take that path too: ``Task.create``,
+``task.save()`` and ``task.delete()`` hand their fields to the repository (the same
+validation, the same errors, ``save`` conditional on the version the instance was
+read at) and refresh the instance from the stored row, so fixtures, admin tools and
+data migrations written the Tortoise way keep the rules. The bulk forms that could
+not keep them per row (``QuerySet.update``/``delete``, ``bulk_create``,
+``bulk_update``, ``get_or_create``, ``update_or_create``) refuse with
+:class:`~todo_app.errors.ReadOnlyModel`. Reading through the model
+(``Task.filter(...)``, relations from a host's own models) works: datetimes come back
+UTC-aware, and a status written by a newer version of todo_app comes back as its
+string.
 
 The field declarations are also what the repository's SQL is built from
 (``todo_app.dialects``): column names, their order and the table name are read from
@@ -18,10 +23,13 @@ The field declarations are also what the repository's SQL is built from
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import uuid
-from typing import Any, NoReturn, cast
+from collections.abc import Iterable
+from typing import Any, ClassVar, NoReturn, Protocol, cast
 
 from tortoise import fields
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.fields.data import CharEnumFieldInstance
 from tortoise.indexes import Index
 from tortoise.manager import Manager
@@ -39,8 +47,38 @@ def _refuse(what: str) -> NoReturn:
     raise ReadOnlyModel(
         f"{what} is not a write path of todo_app: use TaskRepository(owner_id), which "
         "scopes the write to its owner and keeps version, updated_at, completed_at and "
-        "every rule"
+        "every rule (or Task.create, task.save(), task.delete(), which go through it)"
     )
+
+
+class ModelWrites(Protocol):
+    """The repository's write path, as the model's write methods use it."""
+
+    async def create(self, values: dict[str, Any]) -> Any: ...
+
+    async def update(
+        self, owner: str, task_id: uuid.UUID, version: int, changes: dict[str, Any]
+    ) -> Any: ...
+
+    async def delete(self, owner: str, task_id: uuid.UUID) -> None: ...
+
+
+def _write_path() -> ModelWrites:
+    if Task._writes is None:
+        # The write path is the repository's, a layer above this one: it registers
+        # itself when imported, so import it by name (a static import would point up).
+        importlib.import_module("todo_app.repository")
+    assert Task._writes is not None
+    return Task._writes
+
+
+def _same_connection(using_db: BaseDBAsyncClient | None) -> None:
+    if using_db is not None and using_db is not Task._meta.db:
+        raise ReadOnlyModel(
+            "using_db: todo_app writes on the connection Task is bound to, in the "
+            "caller's transaction if there is one: write inside "
+            "`async with in_transaction(<that connection's name>)` instead"
+        )
 
 
 class UTCDatetimeField(fields.DatetimeField[dt.datetime]):
@@ -153,15 +191,51 @@ class Task(Model):
         # Titles are user data: keep them out of reprs that end up in logs.
         return f"<Task id={self.id} user_id={self.user_id!r} status={self.status}>"
 
-    async def save(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("Task.save()")
+    #: The repository's write path (it sets this when imported).
+    _writes: ClassVar[ModelWrites | None] = None
 
-    async def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("Task.delete()")
+    async def save(
+        self,
+        using_db: BaseDBAsyncClient | None = None,
+        update_fields: Iterable[str] | None = None,
+        force_create: bool = False,
+        force_update: bool = False,
+    ) -> None:
+        """Create the task, or write its ``title``/``description``/``status`` as
+        ``TaskRepository.update`` does, on condition that it is still at the version
+        this instance was read at (``TaskConflict`` otherwise); then refresh every
+        field from the stored row. Other fields are todo_app's: naming one in
+        ``update_fields`` is a ``TaskValidationError``."""
+        _same_connection(using_db)
+        writes = _write_path()
+        if force_create or (not self._saved_in_db and not force_update):
+            stored = await writes.create({name: getattr(self, name) for name in _CREATE_FIELDS})
+        else:
+            names = list(_SAVED_FIELDS if update_fields is None else update_fields)
+            stored = await writes.update(
+                self.user_id, self.id, self.version, {name: getattr(self, name) for name in names}
+            )
+        self._refresh_from(stored)
+
+    async def delete(self, using_db: BaseDBAsyncClient | None = None) -> None:
+        """Delete the task as ``TaskRepository(task.user_id).delete`` does."""
+        _same_connection(using_db)
+        await _write_path().delete(self.user_id, self.id)
 
     @classmethod
-    async def create(cls, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("Task.create()")
+    async def create(cls, using_db: BaseDBAsyncClient | None = None, **kwargs: Any) -> Task:
+        """``TaskRepository(user_id).create(TaskCreate(**fields))``: ``user_id`` plus
+        ``title`` and optionally ``description``, ``status``, ``id``; the stored task."""
+        _same_connection(using_db)
+        stored = await _write_path().create(kwargs)
+        task = cls.construct(_saved_in_db=True)
+        task._refresh_from(stored)
+        return task
+
+    def _refresh_from(self, stored: Any) -> None:
+        for name in self._meta.fields_db_projection:
+            setattr(self, name, getattr(stored, name))
+        self._saved_in_db = True
 
     @classmethod
     def bulk_create(cls, *args: Any, **kwargs: Any) -> NoReturn:
@@ -178,3 +252,8 @@ class Task(Model):
     @classmethod
     async def update_or_create(cls, *args: Any, **kwargs: Any) -> NoReturn:
         _refuse("Task.update_or_create()")
+
+
+#: What ``save`` hands the repository: a new task's fields, an existing one's changes.
+_CREATE_FIELDS: tuple[str, ...] = ("id", "user_id", "title", "description", "status")
+_SAVED_FIELDS: tuple[str, ...] = ("title", "description", "status")

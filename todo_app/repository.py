@@ -539,6 +539,17 @@ def _status(value: object) -> TaskStatus:
         raise TaskValidationError("status", f"must be one of {allowed}") from None
 
 
+def _from_fields(schema: type[Schema], fields: dict[str, Any]) -> Schema:
+    """``fields`` (a model method's keyword arguments) as ``schema``, failing as the
+    repository fails on bad input: ``TaskValidationError`` naming the field."""
+    try:
+        return schema.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        error = exc.errors(include_input=False)[0]
+        field = ".".join(str(part) for part in error["loc"]) or "data"
+        raise TaskValidationError(field, error["msg"]) from None
+
+
 def _validated(schema: type[Schema], data: object, *, prefix: str = "") -> Schema:
     """``data`` validated again: a ``model_construct``-ed or mutated schema is
     checked like fresh input."""
@@ -553,3 +564,45 @@ def _validated(schema: type[Schema], data: object, *, prefix: str = "") -> Schem
         error = exc.errors(include_input=False)[0]
         field = ".".join(str(part) for part in error["loc"]) or "data"
         raise TaskValidationError(prefix + field, error["msg"]) from None
+
+
+# -- the model's own write methods ------------------------------------------------------
+
+
+class _ModelWrites:
+    """``Task.create()``, ``task.save()`` and ``task.delete()``: the repository's write
+    path, so that they keep every rule with the same errors (validation, the owner's
+    scope, ``version``, ``updated_at``, ``completed_at``) and there is one
+    implementation of each. ``todo_app.models`` (a layer below) looks this up when a
+    model write is called; see :func:`todo_app.models.Task.save`."""
+
+    #: What a caller sets; the rest (version, timestamps) is the store's.
+    settable: Final = frozenset(TaskCreate.model_fields) | {"user_id"}
+    changeable: Final = frozenset(TaskUpdate.model_fields)
+
+    async def create(self, values: dict[str, Any]) -> TaskRead:
+        unknown = sorted(set(values) - self.settable)
+        if unknown:
+            raise TaskValidationError(unknown[0], "is kept by todo_app: it cannot be set")
+        fields = dict(values)
+        owner = fields.pop("user_id", None)
+        if owner is None:
+            raise TaskValidationError("user_id", "is required: the owner of the task")
+        fields = {name: value for name, value in fields.items() if value is not None}
+        return await TaskRepository(owner).create(_from_fields(TaskCreate, fields))
+
+    async def update(
+        self, owner: str, task_id: uuid.UUID, version: int, changes: dict[str, Any]
+    ) -> TaskRead:
+        unknown = sorted(set(changes) - self.changeable)
+        if unknown:
+            raise TaskValidationError(unknown[0], "is kept by todo_app: it cannot be saved")
+        return await TaskRepository(owner).update(
+            task_id, _from_fields(TaskUpdate, changes), expected_version=version
+        )
+
+    async def delete(self, owner: str, task_id: uuid.UUID) -> None:
+        await TaskRepository(owner).delete(task_id)
+
+
+Task._writes = _ModelWrites()
