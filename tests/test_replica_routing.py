@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -139,16 +140,23 @@ async def test_a_per_request_lag_bound(
 
 
 def cli(
-    pair: ReplicationPair, database: str, user: str, *args: str
+    pair: ReplicationPair,
+    database: str,
+    user: str,
+    *args: str,
+    read_url: str | None = None,
+    timeout: float = 120,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TODO_APP_")}
-    env |= {
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TODO_APP_")}
+    environment |= {
         "DATABASE_URL": pair.primary.url(database),
-        "TODO_APP_READ_URLS": pair.standby.url(database),
+        "TODO_APP_READ_URLS": read_url or pair.standby.url(database),
+        **env,
     }
     result = subprocess.run(
         [sys.executable, "-m", "todo_app", "--user", user, *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False,
+        capture_output=True, text=True, timeout=timeout, env=environment, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result
@@ -197,3 +205,23 @@ async def test_the_cli_never_reads_older_than_its_start(
         assert user not in standby_log(pair)[before:]
     finally:
         await resume(pair)
+
+
+async def test_a_silent_replica_does_not_hold_up_a_command(
+    pair: ReplicationPair, database: str
+) -> None:
+    # A server that accepts connections and never answers (a frozen VM): the first
+    # check gives up after REPLICA_CHECK_BOUND, far within the connect timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        read_url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/{database}"
+        user = f"cli-{uuid.uuid4().hex[:8]}"
+        await asyncio.to_thread(cli, pair, database, user, "add", "on the primary")
+        for verb, shown in (("list", "on the primary"), ("stats", "pending")):
+            result = await asyncio.to_thread(
+                cli, pair, database, user, verb, read_url=read_url, timeout=30,
+                TODO_APP_CONNECT_TIMEOUT="120",
+            )  # fmt: skip
+            assert shown in result.stdout
+            assert result.stderr == ""
