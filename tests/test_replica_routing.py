@@ -225,3 +225,11 @@ async def test_a_silent_replica_does_not_hold_up_a_command(
             )  # fmt: skip
             assert shown in result.stdout
             assert result.stderr == ""
+
+
+def test_the_cli_replica_benchmark_runs() -> None:
+    from benchmarks import cli_replicas
+
+    text = asyncio.run(cli_replicas.main(["--runs", "1"]))
+    assert "| first replica check + `list` on the replica |" in text
+    assert "Reads the replica served: 1 of 1." in text
