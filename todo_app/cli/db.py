@@ -8,7 +8,6 @@ and argument errors answer without it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import getpass
 import os
@@ -86,6 +85,8 @@ async def first_replica_check(connection_name: str) -> None:
     a replica serves the command's reads only if it holds every write acknowledged
     before the command started (a previous ``add`` included); else, or if none
     answers in time, the primary does."""
+    import asyncio  # not at the top: parsing the command line loads no asyncio
+
     from todo_app.replicas import replica_status
 
     with contextlib.suppress(TimeoutError):
