@@ -52,7 +52,8 @@ async def repository(
     # `async def` although it awaits nothing: FastAPI runs a plain `def` dependency in
     # a worker thread, two thread hand-offs per request (measured: 10% of the
     # server's samples under load were the thread pool's).
-    # A malformed token is TaskValidationError (422), like any other bad input.
+    # A token that is not one of ours (an old or foreign cookie) is no error: that
+    # request reads on the primary.
     return TaskRepository(x_user, consistency=x_consistency_token or todo_consistency)
 
 

@@ -44,7 +44,7 @@ def _clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("text", "position"),
-    [(None, None), ("", None), ("  ", None), ("0", 0), ("16B374D848", 0x16B374D848),
+    [(None, None), ("1", 1), ("16B374D848", 0x16B374D848), (" 16b374d848 ", 0x16B374D848),
      ("ffffffffffffffff", 2**64 - 1), ("primary", PRIMARY)],
 )  # fmt: skip
 def test_tokens_parse(text: str | None, position: int | None) -> None:
@@ -53,15 +53,27 @@ def test_tokens_parse(text: str | None, position: int | None) -> None:
         assert parse_token(format_token(position)) == position
 
 
-@pytest.mark.parametrize("text", ["16/B374D848", "x", "1" * 17, "-1", "primary!", "0x10"])
-def test_a_token_that_is_not_one_is_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="not a consistency token"):
-        parse_token(text)
-    with pytest.raises(TaskValidationError) as caught:
-        TaskRepository("alice", consistency=text)
-    assert caught.value.field == "consistency"
-    with pytest.raises(TaskValidationError):
-        TaskRepository("alice", consistency=42)  # type: ignore[arg-type]
+#: Not a token todo_app makes: an old or foreign cookie, a default value, pg_lsn's own
+#: spelling, a negative or absurdly large number, something that is not even text.
+NOT_OURS = [
+    "", "  ", "0", "00", "zzz", "yesterday", "16/B374D848", "x", "1" * 17, "F" * 40, "-1",
+    "+1", "primary!", "PRIMARY", "0x10", "1A 2B", "\x00", "1\n2", 42, 0, -5, b"16B3", 1.5, [],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", NOT_OURS, ids=repr)
+def test_a_token_that_is_not_ours_reads_on_the_primary(
+    text: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="todo_app.replicas")
+    # Never an error (an old cookie must not break a page), never a replica that
+    # may be stale: the primary.
+    assert parse_token(text) == PRIMARY
+    repo = TaskRepository("alice", consistency=text)
+    assert repo.consistency_token == "primary"
+    assert newest_token(text, "1A") == "primary"
+    assert all(record.levelname == "DEBUG" for record in caplog.records)
+    assert "not a consistency token" in caplog.text
 
 
 def test_tokens_are_header_and_cookie_safe() -> None:
@@ -74,9 +86,27 @@ def test_tokens_are_header_and_cookie_safe() -> None:
 
 def test_newest_token_covers_them_all() -> None:
     assert newest_token() is None
-    assert newest_token(None, "") is None
+    assert newest_token(None, None) is None
     assert newest_token("A", "10", None, "F") == "10"
     assert newest_token("A", "primary") == "primary"  # a position unknown: the primary
+
+
+@pytest.mark.parametrize("bound", [-1, -0.001, math.inf, math.nan, "1", True, None])
+def test_a_per_request_lag_bound_is_seconds(bound: Any) -> None:
+    if bound is None:
+        TaskRepository("alice", max_lag=None)  # the default: the configured limit
+        return
+    with pytest.raises(TaskValidationError) as caught:
+        TaskRepository("alice", max_lag=bound)
+    assert caught.value.field == "max_lag"
+
+
+async def test_a_lag_bound_of_zero_reads_on_the_primary() -> None:
+    replicas.register("main", ["main_ro"])
+    db = _client("main")
+    # No replica can prove it holds what was committed an instant ago.
+    assert replicas.reader(db, None, lambda db: db, max_lag=0) is None
+    assert replicas.reader(db, 5, lambda db: db, max_lag=0.0) is None
 
 
 # -- settings -------------------------------------------------------------------------

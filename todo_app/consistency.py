@@ -7,6 +7,7 @@ routing with them.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ PRIMARY_TOKEN: Final = "primary"  # noqa: S105 - a marker, not a secret
 #: ``PRIMARY_TOKEN`` as the repository holds it (an LSN is never negative).
 PRIMARY: Final = -1
 _TOKEN: Final = re.compile(r"[0-9A-Fa-f]{1,16}")
+#: The replicas' logger: what happens to a token is part of their story.
+logger = logging.getLogger("todo_app.replicas")
 
 
 # -- tokens ----------------------------------------------------------------------------
@@ -36,19 +39,20 @@ _TOKEN: Final = re.compile(r"[0-9A-Fa-f]{1,16}")
 
 def parse_token(text: object) -> int | None:
     """A token as the repository holds it: a WAL position, ``PRIMARY``, or None for
-    no token (None or an empty string). Raises ValueError for anything else."""
+    no token (None only). Anything that is not a token todo_app makes (an old or
+    foreign cookie, ``""``, ``"0"``, pg_lsn's ``16/B374D848``, a negative or too
+    long number, not a string) is ``PRIMARY``: its reads run on the primary, never
+    on a replica that may lack what the bearer expects, and it is no error."""
     if text is None:
         return None
-    if not isinstance(text, str):
-        raise ValueError("must be a string")
-    text = text.strip()
-    if not text:
-        return None
-    if text == PRIMARY_TOKEN:
-        return PRIMARY
-    if _TOKEN.fullmatch(text) is None:
-        raise ValueError("is not a consistency token (pass back the one a write returned)")
-    return int(text, 16)
+    if isinstance(text, str):
+        stripped = text.strip()
+        if stripped == PRIMARY_TOKEN:
+            return PRIMARY
+        if _TOKEN.fullmatch(stripped) is not None and (position := int(stripped, 16)) > 0:
+            return position  # 0 is PostgreSQL's "no position" (InvalidXLogRecPtr)
+    logger.debug("%.40r is not a consistency token: reading on the primary", text)
+    return PRIMARY
 
 
 def format_token(position: int | None) -> str | None:
@@ -69,7 +73,8 @@ def lsn(position: int) -> str:
 
 def newest_token(*tokens: str | None) -> str | None:
     """The token that covers all of ``tokens``: for a client that holds tokens from
-    several responses (concurrent writes) and must send back one."""
+    several responses (concurrent writes) and must send back one. One that is not
+    a token of ours makes it ``primary``, as it makes a read."""
     positions = [position for token in tokens if (position := parse_token(token)) is not None]
     if not positions:
         return None

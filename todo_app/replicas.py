@@ -306,12 +306,14 @@ class ReplicaSet:
     # -- reading -----------------------------------------------------------------------
 
     async def read(
-        self, sql: str, args: tuple[Any, ...], token: int | None
+        self, sql: str, args: tuple[Any, ...], token: int | None, bound: float | None = None
     ) -> Sequence[Mapping[str, Any]] | None:
-        """Rows from a replica allowed to serve this read; None: read on the primary."""
+        """Rows from a replica allowed to serve this read; None: read on the primary.
+        ``bound``: the read's own lag bound, which tightens the policy's, never loosens
+        it (older samples are not kept: no proof of a looser one)."""
         now = time.monotonic()
         self.due(now)
-        max_lag = self.policy.max_lag
+        max_lag = self.policy.max_lag if bound is None else min(bound, self.policy.max_lag)
         usable = [replica for replica in self.replicas if replica.usable(now, max_lag)]
         if not usable:
             return None
@@ -407,7 +409,7 @@ def _replica_set(db: Any) -> ReplicaSet | None:
 class _RoutedReader:
     """Reads on a replica the token allows, else on the primary's reader."""
 
-    __slots__ = ("_fallback", "_primary", "_replicas", "_token", "sql")
+    __slots__ = ("_fallback", "_max_lag", "_primary", "_replicas", "_token", "sql")
 
     def __init__(
         self,
@@ -415,9 +417,11 @@ class _RoutedReader:
         token: int | None,
         primary: Any,
         fallback: Callable[[Any], Reader],
+        max_lag: float | None = None,
     ) -> None:
         self._replicas = replicas
         self._token = token
+        self._max_lag = max_lag
         self._primary = primary
         self._fallback = fallback
         # Replicas speak the primary's dialect: the same statements.
@@ -426,7 +430,7 @@ class _RoutedReader:
     async def fetch(
         self, sql: str, *args: Any, idempotent: bool = False
     ) -> Sequence[Mapping[str, Any]]:
-        rows = await self._replicas.read(sql, args, self._token)
+        rows = await self._replicas.read(sql, args, self._token, self._max_lag)
         if rows is not None:
             return rows
         return await self._fallback(self._primary).fetch(sql, *args, idempotent=idempotent)
@@ -438,16 +442,21 @@ class _RoutedReader:
         return rows[0] if rows else None
 
 
-def reader(db: Any, token: int | None, fallback: Callable[[Any], Reader]) -> Reader | None:
+def reader(
+    db: Any, token: int | None, fallback: Callable[[Any], Reader], *, max_lag: float | None = None
+) -> Reader | None:
     """Where a read of the repository runs: a reader over ``db``'s replicas, or None
     for ``fallback(db)`` itself (no replicas, inside a transaction, the ``primary``
-    token). ``fallback`` makes the primary's reader (``Runner``)."""
+    token, a ``max_lag`` of 0). ``fallback`` makes the primary's reader (``Runner``);
+    ``max_lag`` is the read's own lag bound (s), within the configured one."""
     if not consistency.policies or token == PRIMARY:
         return None  # the common case costs this one test
+    if max_lag is not None and max_lag <= 0:
+        return None  # no replica can prove it holds what was committed an instant ago
     replicas = _replica_set(db)
     if replicas is None:
         return None
-    return _RoutedReader(replicas, token, db, fallback)
+    return _RoutedReader(replicas, token, db, fallback, max_lag)
 
 
 def in_use() -> bool:

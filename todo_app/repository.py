@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import math
 import operator
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -133,11 +134,24 @@ def _writes(
     return writing
 
 
-def _reader(token: int | None) -> Any:
-    """Where a read runs: a read replica that ``token`` allows, else the primary
-    (``_runner()``); the primary inside a transaction and without read replicas."""
+def _reader(token: int | None, max_lag: float | None) -> Any:
+    """Where a read runs: a read replica that ``token`` and ``max_lag`` allow, else the
+    primary (``_runner()``); the primary inside a transaction and without read replicas."""
     db = Task._meta.db
-    return replicas.reader(db, token, Runner) or Runner(db)
+    return replicas.reader(db, token, Runner, max_lag=max_lag) or Runner(db)
+
+
+def _lag_bound(max_lag: object) -> float | None:
+    if max_lag is None:
+        return None
+    if (
+        isinstance(max_lag, bool)
+        or not isinstance(max_lag, int | float)
+        or not math.isfinite(max_lag)
+        or max_lag < 0
+    ):
+        raise TaskValidationError("max_lag", "must be a number of seconds, 0 or more")
+    return float(max_lag)
 
 
 # -- end of the replicas seam ----------------------------------------------------------
@@ -148,20 +162,23 @@ class TaskRepository:
 
     ``consistency``: the ``consistency_token`` of an earlier repository (a previous
     request of the same client): reads then see every write it covers, even on a
-    read replica (see the README's "Scaling out").
+    read replica; ``"primary"``, or anything that is not a token of ours, reads on
+    the primary. ``max_lag``: this repository's reads run on a replica only if it
+    provably holds every commit older than that many seconds (tighter than the
+    configured limit, never looser; 0: the primary). See the README's "Scaling out".
     """
 
-    __slots__ = ("_owner", "_token")
+    __slots__ = ("_max_lag", "_owner", "_token")
 
-    def __init__(self, owner_id: str, consistency: str | None = None) -> None:
+    def __init__(
+        self, owner_id: str, consistency: str | None = None, *, max_lag: float | None = None
+    ) -> None:
         try:
             self._owner = rules.clean_user_id(owner_id)
         except ValueError as exc:
             raise TaskValidationError("owner_id", str(exc)) from None
-        try:
-            self._token = replicas.parse_token(consistency)
-        except ValueError as exc:
-            raise TaskValidationError("consistency", str(exc)) from None
+        self._token = replicas.parse_token(consistency)
+        self._max_lag = _lag_bound(max_lag)
 
     @property
     def owner_id(self) -> str:
@@ -183,7 +200,7 @@ class TaskRepository:
     async def get(self, task_id: uuid.UUID | str) -> TaskRead:
         """The task, or ``TaskNotFound`` (also for another owner's task)."""
         uid = _task_uuid(task_id)
-        runner = _reader(self._token)
+        runner = _reader(self._token, self._max_lag)
         row = (
             None
             if uid is None
@@ -219,7 +236,7 @@ class TaskRepository:
             after = Cursor.decode(cursor, order=order, status=wanted)
             args += [after.created_at, after.id]
         args.append(limit + 1)
-        reader = _reader(self._token)
+        reader = _reader(self._token, self._max_lag)
         query = reader.sql.listing(
             newest=order == "newest", with_status=wanted is not None, after=cursor is not None
         )
@@ -238,7 +255,7 @@ class TaskRepository:
         (zeros included), and a status written by a newer version is counted under
         its stored string."""
         result: dict[TaskStatus | str, int] = dict.fromkeys(TaskStatus, 0)
-        reader = _reader(self._token)
+        reader = _reader(self._token, self._max_lag)
         for row in await reader.fetch(reader.sql.counts, self._owner, idempotent=True):
             status = str(row["status"])
             result[TaskStatus(status) if status in _KNOWN_STATUSES else status] = int(row["n"])

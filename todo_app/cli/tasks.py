@@ -57,7 +57,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
         size["limit"] = args.limit
     elif args.all:
         size["limit"] = MAX_PAGE_SIZE
-    async with database(args):
+    async with database(args, replica_reads=True):
         repo = repository(args)
         page = await repo.list(status=args.status, cursor=args.cursor, order=order, **size)
         tasks = list(page.items)
@@ -75,7 +75,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
-    async with database(args):
+    async with database(args, replica_reads=True):
         repo = repository(args)
         task = await repo.get(await task_id(args, repo))
     if args.json:
@@ -137,7 +137,7 @@ async def cmd_rm(args: argparse.Namespace) -> int:
 
 
 async def cmd_stats(args: argparse.Namespace) -> int:
-    async with database(args):
+    async with database(args, replica_reads=True):
         counts = await repository(args).counts()
     if args.json:
         say_json({str(status): n for status, n in counts.items()})

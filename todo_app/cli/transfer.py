@@ -127,7 +127,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
 
     path = None if args.file == STDIN or _is_stdout(args.file) else args.file
     count = 0
-    async with database(args):
+    async with database(args, replica_reads=True):
         repo = repository(args)
         out = None if path is None else _ExportFile(path)
         try:
