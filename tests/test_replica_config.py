@@ -308,6 +308,7 @@ def test_what_a_failed_replica_read_says_about_the_replica() -> None:
     import asyncpg
 
     rs = ReplicaSet.__new__(ReplicaSet)
+    rs.policy, rs._samples = ReplicaPolicy(("ro",)), deque()
     replica = _Replica("ro", client=None)
     for error, state in (
         (asyncpg.SerializationError("canceling statement due to conflict with recovery"), "ok"),

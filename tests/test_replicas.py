@@ -327,7 +327,7 @@ async def test_the_guard_tells_a_replica_behind_the_schema(
     async with connected(pair, database, replica_max_lag=60, replica_check_interval=0.1):
         await todo_app.ensure_schema_current()  # the primary is current
         status = await state_becomes("schema-behind")
-        assert "1 migration(s) not applied" in status.reason
+        assert "1 migration(s) not replayed yet" in status.reason
         repo = TaskRepository("erin")
         task = await repo.create(TaskCreate(title="needs the new columns"))
         served.clear()

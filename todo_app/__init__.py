@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         upgrade,
     )
     from todo_app.models import Task, TaskStatus
-    from todo_app.replicas import ReplicaStatus, newest_token, replica_status
+    from todo_app.replicas import ReplicaStatus, newest_token, on_replica_state, replica_status
     from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
     from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
     from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "ReadOnlyModel": "todo_app.errors",
     "ReplicaStatus": "todo_app.replicas",
     "newest_token": "todo_app.replicas",
+    "on_replica_state": "todo_app.replicas",
     "replica_status": "todo_app.replicas",
     "TodoAppError": "todo_app.errors",
     "MAX_PAGE_SIZE": "todo_app.repository",
@@ -152,6 +153,7 @@ __all__ = [
     "migrate",
     "migration_history",
     "newest_token",
+    "on_replica_state",
     "pending_migrations",
     "plan_downgrade",
     "replica_status",

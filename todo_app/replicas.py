@@ -18,6 +18,23 @@ It serves reads while ``now - fresh_as_of <= max_lag``, it answered its last che
 and its schema passed the start-up guard's verdict (``schema_verdict``). The bound
 is measured with this process's monotonic clock: no clock of any server is trusted.
 
+**Which server is a replica.** WAL positions of two clusters, or of one cluster's
+databases, compare as numbers but mean nothing to each other: a position proves
+freshness only on a physical standby of the primary's cluster (the same
+``system_identifier`` in ``pg_control_system()``), connected to the same database
+(``current_database()``), still in recovery. Each check asks this of its connection,
+and each connection a read is about to use is asked once, when it is first used (so
+every connection the pool (re)opens, wherever the replica's address now leads). A
+server that is not one is ``not-a-replica``; a standby no longer in recovery is
+``promoted`` (it follows the primary no more), unless it *is* the primary's server
+(same cluster, database and ``pg_postmaster_start_time()``: the primary's own URL
+listed as a read URL, or the standby the primary's URL now leads to after a failover).
+Neither serves. The primary's side is read once, and again only to tell whether a
+server out of recovery is the primary itself.
+
+**States.** Every change of a replica's state (``ReplicaStatus.state``) is logged
+once on ``todo_app.replicas`` and handed to the callbacks of ``on_replica_state``.
+
 **The committed position.** A commit is acknowledged once its WAL record is flushed,
 so the primary's flush position (``pg_current_wal_flush_lsn()``) read after it lies
 at or after that record, and never ahead of what a standby can be sent (the insert
@@ -52,6 +69,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, Protocol
 
 from tortoise.backends.base.client import TransactionalDBClient
@@ -78,6 +96,7 @@ __all__ = [
     "format_token",
     "in_use",
     "newest_token",
+    "on_replica_state",
     "parse_token",
     "reader",
     "register",
@@ -89,6 +108,17 @@ logger = logging.getLogger("todo_app.replicas")
 #: The token of a write whose commit position is unknown: read on the primary.
 _POSITION: Final = (
     "SELECT pg_is_in_recovery() AS standby, CASE WHEN pg_is_in_recovery() "
+    "THEN COALESCE(pg_last_wal_replay_lsn(), '0/0') ELSE pg_current_wal_insert_lsn() END AS lsn"
+)
+#: Which server a connection reached: a replica's is compared with the primary's.
+_IDENTITY: Final = (
+    "SELECT pg_is_in_recovery() AS standby, "
+    "(SELECT system_identifier FROM pg_control_system()) AS system, "
+    "current_database() AS database, pg_postmaster_start_time() AS started"
+)
+#: A replica's check: ``_IDENTITY`` and ``_POSITION`` in one round trip.
+_CHECK: Final = (
+    _IDENTITY + ", CASE WHEN pg_is_in_recovery() "
     "THEN COALESCE(pg_last_wal_replay_lsn(), '0/0') ELSE pg_current_wal_insert_lsn() END AS lsn"
 )
 #: Every commit acknowledged before this statement lies at or before its answer.
@@ -127,7 +157,11 @@ class ReplicaStatus:
     name: str
     #: ``ok``: serves reads; ``lagging``: not provably within ``max_lag``; ``down``:
     #: unreachable or failing; ``schema-behind``: its table is not what this code
-    #: needs (``reason`` says why); ``unknown``: not checked yet.
+    #: needs (a migration not replayed yet); ``not-a-replica``: its server is not a
+    #: standby of the primary's cluster, or another database; ``promoted``: no
+    #: longer in recovery (it follows the primary no more); ``unknown``: not checked
+    #: yet, or the primary's position is not known yet. Only ``ok`` serves reads;
+    #: ``reason`` says why not.
     state: str
     #: Whether the server is a standby (False: a primary, say after a promotion).
     standby: bool | None
@@ -140,10 +174,19 @@ class ReplicaStatus:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Identity:
+    """Which server, and which database on it, a connection reached."""
+
+    system: int
+    database: str
+    started: datetime
+
+
 class _Replica:
     __slots__ = (
-        "check", "client", "fresh_as_of", "name", "position", "reads", "reason", "schema_ok",
-        "standby", "state",
+        "check", "client", "fresh_as_of", "name", "position", "reads", "reason", "reported",
+        "schema_ok", "standby", "state", "verified",
     )  # fmt: skip
 
     def __init__(self, name: str, client: Any) -> None:
@@ -158,6 +201,10 @@ class _Replica:
         self.schema_ok = False
         self.reads = 0
         self.check: asyncio.Task[None] | None = None
+        #: Its connections (asyncpg's) proven to reach a standby of the primary.
+        self.verified: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The status last reported (logged, told to subscribers).
+        self.reported = ReplicaStatus(name, "unknown", None, None, None, 0, self.reason)
 
     def usable(self, now: float, max_lag: float) -> bool:
         return self.state == "ok" and now - self.fresh_as_of <= max_lag
@@ -170,18 +217,22 @@ class _Replica:
                 self.fresh_as_of = at
 
     def fail(self, state: str, reason: str) -> None:
-        if self.state != state:
-            logger.warning("read replica %r is %s: %s", self.name, state, reason)
+        """Stop serving (the caller reports the change: ``ReplicaSet._report``)."""
         self.state, self.reason = state, reason
         self.position, self.fresh_as_of = 0, -math.inf
-        if state == "down":
-            self.schema_ok = False  # a server that comes back may be another one
+        # A server that comes back, or is fixed, may be another one: prove it again.
+        self.schema_ok = False
+        self.verified = weakref.WeakSet()
 
-    def status(self, now: float, max_lag: float) -> ReplicaStatus:
+    def status(self, now: float, max_lag: float, *, sampled: bool = True) -> ReplicaStatus:
+        """``sampled``: whether the primary's position was ever read (else the lag
+        of a well replica is not known yet: ``unknown``)."""
         lag = now - self.fresh_as_of if self.state == "ok" else None
         state = self.state
         if state == "ok" and not self.usable(now, max_lag):
             state = "lagging"
+            if not sampled:
+                state = "unknown"  # reason below
         return ReplicaStatus(
             name=self.name,
             state=state,
@@ -189,9 +240,10 @@ class _Replica:
             lag=None if lag is None or math.isinf(lag) else round(lag, 3),
             position=lsn(self.position) if self.position else None,
             reads=self.reads,
-            reason=self.reason
-            if state != "lagging"
-            else f"not shown to be within {max_lag:g}s of the primary",
+            reason={
+                "lagging": f"not shown to be within {max_lag:g}s of the primary",
+                "unknown": self.reason or "the primary's WAL position is not known yet",
+            }.get(state, self.reason),
         )
 
 
@@ -217,6 +269,11 @@ class ReplicaSet:
                 continue
             if has_replicas(client):
                 self.replicas.append(_Replica(name, client))
+                if getattr(client, "_pool", None) is None and hasattr(client, "pool_minsize"):
+                    # No connection floor: the checks are a replica's reconnect loop.
+                    # asyncpg would keep one by reconnecting a replica that is down in
+                    # the background, logging a traceback at every attempt.
+                    client.pool_minsize = 0
             else:
                 logger.warning("read connection %r is not PostgreSQL: not used", name)
         self._samples: deque[tuple[float, int]] = deque()
@@ -224,6 +281,8 @@ class ReplicaSet:
         self._due = 0.0
         self._turn = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The primary's server and database (None: not read yet).
+        self._identity: _Identity | None = None
 
     # -- measuring ---------------------------------------------------------------------
 
@@ -286,22 +345,109 @@ class ReplicaSet:
 
         try:
             async with _acquire(replica.client) as connection:
-                row = await connection.fetchrow(_POSITION)
-            if not replica.schema_ok:
-                verdict = schema_verdict(await inspect_schema(replica.client))
+                row = await connection.fetchrow(_CHECK)
+                server = getattr(connection, "_con", None) or connection
+            replica.standby = bool(row["standby"])
+            if (difference := await self._difference(row)) is not None:
+                replica.fail(*difference)
+            else:
+                replica.verified.add(server)
+                verdict = None
+                if not replica.schema_ok:
+                    verdict = schema_verdict(await inspect_schema(replica.client))
                 if verdict is not None:
-                    replica.fail("schema-behind", str(verdict))
-                    return
-                replica.schema_ok = True
+                    replica.fail("schema-behind", _not_replayed(verdict))
+                else:
+                    replica.schema_ok = True
+                    replica.state, replica.reason = "ok", ""
+                    replica.advance(int(row["lsn"]), self._samples)
         except Exception as exc:
-            if self._primary() is not None:  # else: the context closed under the check
-                replica.fail("down", _reason(exc))
+            if self._primary() is None:
+                return  # the context closed under the check
+            replica.fail("down", _reason(exc))
+        self._report(replica)
+
+    async def _primary_identity(self, *, again: bool = False) -> _Identity | None:
+        """The primary's server and database (None: never reached); ``again``: read
+        it anew (a restart changes its start time)."""
+        primary = self._primary()
+        if primary is None or (self._identity is not None and not again):
+            return self._identity
+        try:
+            async with _acquire(primary) as connection:
+                row = await connection.fetchrow(_IDENTITY)
+        except Exception as exc:  # the primary being down is the writers' news
+            logger.debug("cannot read the primary's identity: %s", _reason(exc))
+            return self._identity
+        self._identity = _Identity(int(row["system"]), row["database"], row["started"])
+        return self._identity
+
+    async def _difference(self, row: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Why the server that answered ``_IDENTITY`` (a state and a reason), or None
+        when it is a standby of the primary's cluster on the primary's database, or
+        the primary's server itself."""
+        primary = await self._primary_identity()
+        if primary is None:
+            return "unknown", "the primary did not answer: cannot prove it is a replica"
+        system, database = int(row["system"]), row["database"]
+        if system != primary.system:
+            return "not-a-replica", (
+                f"its server is not a standby of the primary's cluster (system identifier "
+                f"{system}, the primary's {primary.system}): fix the read URL"
+            )
+        if database != primary.database:
+            return "not-a-replica", (
+                f"it is database {database!r}, the primary's is {primary.database!r}: "
+                "fix the read URL"
+            )
+        if row["standby"]:
+            return None
+        if row["started"] != primary.started:
+            primary = await self._primary_identity(again=True)
+        if primary is not None and row["started"] == primary.started:
+            return None  # the primary's own server
+        return "promoted", (
+            "its server is no longer a standby (pg_is_in_recovery() is false): promoted, "
+            "it follows the primary no more"
+        )
+
+    async def _proven(self, replica: _Replica, connection: Any) -> bool:
+        """Whether ``connection`` of ``replica`` may serve: asked once per connection
+        (one round trip when the pool has (re)opened one), so that no read runs on a
+        server a check has not seen."""
+        server = getattr(connection, "_con", None) or connection
+        if server in replica.verified:
+            return True
+        difference = await self._difference(await connection.fetchrow(_IDENTITY))
+        if difference is None:
+            replica.verified.add(server)
+            return True
+        replica.fail(*difference)
+        self._report(replica)
+        return False
+
+    def _report(self, replica: _Replica) -> None:
+        """Log a change of ``replica``'s state, once, and tell the subscribers."""
+        after = replica.status(time.monotonic(), self.policy.max_lag, sampled=bool(self._samples))
+        before, replica.reported = replica.reported, after
+        if after.state == before.state:
             return
-        if replica.state != "ok":
-            logger.info("read replica %r serves reads again", replica.name)
-        replica.state, replica.reason = "ok", ""
-        replica.standby = bool(row["standby"])
-        replica.advance(int(row["lsn"]), self._samples)
+        if after.state == "ok":
+            if before.state == "unknown":
+                logger.info("read replica %r is ok: it serves reads", replica.name)
+            else:
+                logger.info(
+                    "read replica %r is ok again: it serves reads again (it was %s)",
+                    replica.name,
+                    before.state,
+                )
+        else:
+            logger.warning("read replica %r is %s: %s", replica.name, after.state, after.reason)
+        for callback in tuple(_subscribers):
+            try:
+                callback(before, after)
+            except Exception:  # a subscriber's bug never breaks a read
+                logger.exception("a subscriber of replica states (%r) failed", callback)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -336,6 +482,8 @@ class ReplicaSet:
     ) -> Sequence[Mapping[str, Any]] | None:
         try:
             async with _acquire(replica.client) as connection:
+                if not await self._proven(replica, connection):
+                    return None
                 rows: Sequence[Mapping[str, Any]] = await connection.fetch(sql, *args)
         except Exception as exc:
             self._failed(replica, exc)
@@ -354,7 +502,15 @@ class ReplicaSet:
         while True:
             try:
                 async with _acquire(replica.client) as connection:
+                    if not await self._proven(replica, connection):
+                        return None
                     row = await connection.fetchrow(_POSITION)
+                    if replica.standby and not row["standby"]:
+                        # Promoted since its check: its position is of a timeline of
+                        # its own and proves nothing about the primary's writes.
+                        replica.fail("promoted", "its server is no longer a standby")
+                        self._report(replica)
+                        return None
                     replica.advance(int(row["lsn"]), self._samples)
                     if int(row["lsn"]) >= token:
                         rows: Sequence[Mapping[str, Any]] = await connection.fetch(sql, *args)
@@ -373,21 +529,42 @@ class ReplicaSet:
         import asyncpg
 
         if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
-            replica.schema_ok = False
-            replica.fail("schema-behind", _reason(exc))
+            replica.fail("schema-behind", f"{_reason(exc)}: it has not replayed a migration yet")
         elif isinstance(exc, asyncpg.SerializationError | asyncpg.QueryCanceledError):
             # A recovery conflict or the statement timeout cancelled this one read:
             # the replica itself is well. The read runs on the primary.
             logger.info("read replica %r refused a read: %s", replica.name, _reason(exc))
+            return
         else:
             replica.fail("down", _reason(exc))
+        self._report(replica)
 
     def statuses(self) -> list[ReplicaStatus]:
-        now = time.monotonic()
-        return [replica.status(now, self.policy.max_lag) for replica in self.replicas]
+        for replica in self.replicas:
+            self._report(replica)  # a replica may have become lagging since its check
+        return [replica.reported for replica in self.replicas]
 
 
 _sets: weakref.WeakKeyDictionary[Any, ReplicaSet] = weakref.WeakKeyDictionary()
+
+#: A subscriber: called with a replica's status before and after a change of state.
+StateCallback = Callable[[ReplicaStatus, ReplicaStatus], object]
+_subscribers: list[StateCallback] = []
+
+
+def on_replica_state(callback: StateCallback) -> Callable[[], None]:
+    """Call ``callback(before, after)`` (two ``ReplicaStatus``) at every change of a
+    read replica's state, in any connection of the process; returns the function that
+    unsubscribes it. It runs in the event loop, inside the read or check that saw
+    the change: keep it quick (start a task for I/O). Its exceptions are logged on
+    ``todo_app.replicas`` and go no further."""
+    _subscribers.append(callback)
+
+    def unsubscribe() -> None:
+        with contextlib.suppress(ValueError):
+            _subscribers.remove(callback)
+
+    return unsubscribe
 
 
 def _replica_set(db: Any) -> ReplicaSet | None:
@@ -527,11 +704,28 @@ async def _acquire(client: Any) -> AsyncIterator[Any]:
     await release_clean(pool, connection)
 
 
+def _not_replayed(verdict: Any) -> str:
+    """The guard's verdict on a standby's table, said for a standby: it cannot be
+    migrated, only replay the primary's migrations."""
+    if verdict.pending:
+        return (
+            f"{len(verdict.pending)} migration(s) not replayed yet "
+            f"({', '.join(verdict.pending)}): it serves again once it has replayed them "
+            "(migrate the primary; a standby only replays)"
+        )
+    return str(verdict)
+
+
 def _reason(exc: BaseException) -> str:
+    import asyncpg
+
     from todo_app.connection import connection_failure, is_connection_failure
 
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):  # an OSError: first
         return "no answer in time"
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
+        # An open connection that broke: the server was reached before, so it is one.
+        return f"the server closed the connection ({exc}): stopped, crashed or restarted"
     if is_connection_failure(exc) or isinstance(exc, OSError):
         return connection_failure(exc)
     return (str(exc).splitlines() or [type(exc).__name__])[0][:300] or type(exc).__name__
