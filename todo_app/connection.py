@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from todo_app.dsn import REFUSED_KEYS, DatabaseURL, DatabaseURLError, SSLMode
-from todo_app.pool import DEFAULT_POOL_TIMEOUT, LibpqConnect, reset_session
+from todo_app.pool import DEFAULT_POOL_TIMEOUT, LibpqConnect, TcpKeepalives, reset_session
 
 __all__ = [
     "check_url",
@@ -52,6 +52,13 @@ _TLS_VERSIONS: Final = {
 _INTEGER: Final = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)[ \t\n\v\f\r]*")
 _FILE_KEYS: Final = ("sslcert", "sslkey", "sslcrl", "ssl_min_protocol_version",
                      "ssl_max_protocol_version")  # fmt: skip
+#: libpq's keepalive parameters in seconds: the socket option each sets and the
+#: largest value Linux takes (libpq passes the value on; the kernel refuses 0 and more).
+_KEEPALIVE_SECONDS: Final = {
+    "keepalives_idle": ("idle", "TCP_KEEPIDLE", 32767),
+    "keepalives_interval": ("interval", "TCP_KEEPINTVL", 32767),
+    "keepalives_count": ("count", "TCP_KEEPCNT", 127),
+}
 
 
 def tortoise_connection(
@@ -146,6 +153,7 @@ def postgres_credentials(
     if (text := params.get("connect_timeout")) is not None:
         seconds = _integer(text, "connect_timeout")
         timeout = float(seconds) if seconds > 0 else None  # libpq: 0 or less waits forever
+    keepalives = _keepalives(params)
     if refused := sorted(set(params) & set(REFUSED_KEYS)):
         raise DatabaseURLError(
             f"unsupported PostgreSQL URL parameter {refused[0]!r}: {REFUSED_KEYS[refused[0]]}"
@@ -202,6 +210,7 @@ def postgres_credentials(
         statement_cache_size = 0 if pooler else _DEFAULT_STATEMENT_CACHE_SIZE
     credentials["statement_cache_size"] = statement_cache_size
     credentials["reset"] = reset_session
+    credentials["init"] = keepalives
     if statement_timeout is not None:
         if not pooler and "statement_timeout" not in options:
             # Rounded up: PostgreSQL reads 0 as "no limit".
@@ -211,6 +220,33 @@ def postgres_credentials(
     if server_settings:
         credentials["server_settings"] = server_settings
     return credentials
+
+
+def _keepalives(params: dict[str, str]) -> TcpKeepalives:
+    """libpq's keepalive parameters, read and refused as libpq does when it opens a TCP
+    socket (which refuses a value the kernel does not take, as setsockopt's error)."""
+    if _integer(params.get("keepalives", "1"), "keepalives") == 0:
+        return TcpKeepalives(enabled=False)  # libpq then reads none of the others
+    values: dict[str, int] = {}
+    for key, (name, option, top) in _KEEPALIVE_SECONDS.items():
+        if (text := params.get(key)) is not None:
+            value = max(0, _integer(text, key))  # libpq: a negative value is 0
+            if not 1 <= value <= top:
+                raise DatabaseURLError(
+                    f'invalid {key} value "{text}": setsockopt({option}) failed: Invalid '
+                    f"argument (give 1 to {top})"
+                )
+            values[name] = value
+    if (text := params.get("tcp_user_timeout")) is not None:
+        # Milliseconds; 0 (or less) is the kernel's default, as in libpq.
+        values["user_timeout"] = max(0, _integer(text, "tcp_user_timeout"))
+    defaults = TcpKeepalives.DEFAULTS
+    return TcpKeepalives(
+        idle=values.get("idle", defaults["idle"]),
+        interval=values.get("interval", defaults["interval"]),
+        count=values.get("count", defaults["count"]),
+        user_timeout=values.get("user_timeout", defaults["user_timeout"]),
+    )
 
 
 def _ssl_mode(params: dict[str, str], override: SSLMode | None) -> tuple[SSLMode, str | None]:
@@ -417,7 +453,7 @@ class _Password:
 
 #: Pool options among the credentials, which a single connection does not take.
 _POOL_ONLY: Final = (
-    "minsize", "maxsize", "pool_timeout", "reset", "connect", "application_name",
+    "minsize", "maxsize", "pool_timeout", "reset", "connect", "application_name", "init",
 )  # fmt: skip
 
 
@@ -436,7 +472,10 @@ async def connect_once(credentials: dict[str, Any]) -> Any:
             "application_name": name,
         }
     connect = credentials.get("connect") or asyncpg.connect
-    return await connect(**arguments)
+    connection = await connect(**arguments)
+    if (init := credentials.get("init")) is not None:
+        await init(connection)
+    return connection
 
 
 def is_connection_failure(exc: BaseException) -> bool:
