@@ -10,6 +10,7 @@ release waited for a cancel request the frozen server never answers)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -108,15 +109,18 @@ async def test_a_frozen_replica_costs_a_read_one_statement_bound_at_most(
 
         pair.standby.freeze()
         try:
-            # Reads in flight on the frozen replica give up after one statement bound
-            # and are served by the primary: never an error, never twice the bound.
-            reads = [TaskRepository("frank").get(task.id) for _ in range(5)]
-            found = await asyncio.wait_for(asyncio.gather(*reads), STATEMENT_BOUND + SLACK)
-            assert {t.title for t in found} == {"on both"}
-            # replica_status() answers within its own bound, saying the replica is down.
-            [status] = await asyncio.wait_for(
+            # Reads sent to the frozen replica give up after one statement bound and
+            # are served by the primary: never an error, never twice the bound. And
+            # replica_status(), asked meanwhile, answers within its own bound: down.
+            reads = [
+                asyncio.wait_for(TaskRepository("frank").get(task.id), STATEMENT_BOUND + SLACK)
+                for _ in range(5)
+            ]
+            status_now = asyncio.wait_for(
                 todo_app.replica_status(), replicas.REPLICA_STATUS_TIMEOUT + SLACK
             )
+            *found, [status] = await asyncio.gather(*reads, status_now)
+            assert {t.title for t in found} == {"on both"}
             assert status.state == "down"
             # Now the replica is skipped: reads are as fast as on the primary.
             found = await asyncio.wait_for(
@@ -170,3 +174,43 @@ async def test_a_frozen_primary_fails_writes_within_the_bound_and_the_promoted_s
         finally:
             pair.primary.thaw()
     assert await _query(pair.standby.port, "SELECT count(*) FROM todo_app_task", name) == 11
+
+
+def _keepalive_options(connection: Any) -> tuple[int, ...]:
+    sock = connection._con._transport.get_extra_info("socket")
+    if sock.family == socket.AF_UNIX:
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),)
+    return (
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+    )
+
+
+async def test_connections_carry_libpq_keepalives(pair: ReplicationPair) -> None:
+    """On by default (30 s idle, 10 s apart, 3 probes, 60 s unacknowledged), the URL's
+    own values win with libpq's meaning; keepalives=0 sets nothing; unix sockets are
+    left alone (tests/test_libpq_agreement.py compares the values with libpq's)."""
+    primary = pair.primary
+    given = "keepalives_idle=7&keepalives_count=5&tcp_user_timeout=4000"
+    cases = {
+        primary.url(): (1, 30, 10, 3, 60000),
+        primary.url(query=given): (1, 7, 10, 5, 4000),
+        primary.url(query="keepalives=0&tcp_user_timeout=4000"): (0, None, None, None, 0),
+        f"postgresql://postgres@/postgres?host={primary.directory}&port={primary.port}": (0,),
+    }
+    for url, expected in cases.items():
+        async with connected(url):
+            from tortoise.connection import connections
+
+            [name] = [n for n in connections.db_config if n.startswith("frozen_")]
+            client: Any = connections.get(name)
+            await client.execute_query("SELECT 1")  # opens the pool
+            async with client._pool.acquire() as connection:
+                options = _keepalive_options(connection)
+        # None: not set, the kernel's own value.
+        assert [o for o, e in zip(options, expected, strict=True) if e is not None] == [
+            e for e in expected if e is not None
+        ], url
