@@ -144,8 +144,17 @@ async def test_a_frozen_primary_fails_writes_within_the_bound_and_the_promoted_s
         # Five connections open in the pool, idle once these return.
         await asyncio.gather(*(repo.create(TaskCreate(title=f"before {n}")) for n in range(10)))
 
+        task = await repo.create(TaskCreate(title="before 10"))
+
         pair.primary.freeze()
         try:
+            # A caller that gives up (a request timeout) is not held by the connection
+            # it leaves behind: asyncpg would wait for a cancel the server never answers.
+            given_up = asyncio.ensure_future(asyncio.wait_for(repo.get(task.id), 0.5))
+            done, _ = await asyncio.wait({given_up}, timeout=0.5 + SLACK)
+            assert done, "the caller that gave up was held by its connection"
+            with pytest.raises(TimeoutError):
+                given_up.result()
             # A write sent to the frozen primary fails within one statement bound.
             with pytest.raises(TaskStoreUnavailable):
                 await asyncio.wait_for(
@@ -173,7 +182,7 @@ async def test_a_frozen_primary_fails_writes_within_the_bound_and_the_promoted_s
             await asyncio.wait_for(first_write(), CONNECT_TIMEOUT + 1)
         finally:
             pair.primary.thaw()
-    assert await _query(pair.standby.port, "SELECT count(*) FROM todo_app_task", name) == 11
+    assert await _query(pair.standby.port, "SELECT count(*) FROM todo_app_task", name) == 12
 
 
 def _keepalive_options(connection: Any) -> tuple[int, ...]:

@@ -8,7 +8,9 @@ keyword arguments. What it lacks is done here: validation with libpq's messages,
 under ``allow``/``prefer`` (asyncpg's never verifies), several hosts each with its own
 port and timeout (Tortoise takes one port; asyncpg's timeout spans all hosts), the
 substitute for channel binding, and the pooler detection. The last three need
-:class:`todo_app.pool.LibpqConnect` as the pool's ``connect`` hook.
+:class:`todo_app.pool.LibpqConnect` as the pool's ``connect`` hook; libpq's TCP
+keepalive parameters are set on each connection's socket by the ``init`` hook
+(:class:`todo_app.pool.TcpKeepalives`), on by default.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ __all__ = [
 _DEFAULT_STATEMENT_CACHE_SIZE: Final = 100
 #: How much longer than the server's statement_timeout the client waits for an
 #: answer (at most; never more than the timeout itself): the server's own
-#: cancellation normally comes first, with its clear error.
+#: cancellation normally comes first, with its clear error. When the client gives up,
+#: the connection is closed at once (todo_app.engine.BoundedConnection).
 _CLIENT_TIMEOUT_MARGIN: Final = 5.0
 _TARGET_SESSION_ATTRS: Final = (
     "any", "read-write", "read-only", "primary", "standby", "prefer-standby",

@@ -55,9 +55,12 @@ class BoundedConnection(Connection):  # type: ignore[misc]  # asyncpg is untyped
         self._todo_pool = getattr(holder, "_pool", None)
         pid = getattr(protocol, "backend_pid", None)
         secret = getattr(protocol, "backend_secret", None)
-        # Not now: the protocol goes on using itself once this returns. Terminating
-        # completes asyncpg's cancellation futures, so nothing waits on them.
-        self._loop.call_soon(self.terminate)
+        # Not now: the protocol goes on using itself once this returns. Aborting
+        # completes asyncpg's cancellation futures, so nothing waits on them, and
+        # leaves the cleanup to the release (which sees a closed connection and
+        # terminates it): a cleanup here would give the holder back to the pool under
+        # a release already under way (asyncpg: "release() called on a free holder").
+        self._loop.call_soon(self._give_up)
         cancel = getattr(connect_utils, "_cancel", None)
         if pid and secret is not None and callable(cancel):
             task = self._loop.create_task(
@@ -65,6 +68,10 @@ class BoundedConnection(Connection):  # type: ignore[misc]  # asyncpg is untyped
             )
             _cancel_requests.add(task)
             task.add_done_callback(_cancel_requests.discard)
+
+    def _give_up(self) -> None:
+        if not self._aborted and self._protocol is not None:
+            self._abort()
 
     async def _execute(self, *args: Any, **kwargs: Any) -> Any:
         try:
