@@ -35,12 +35,13 @@ class BoundedConnection(Connection):  # type: ignore[misc]  # asyncpg is untyped
     sends a cancel request on a second connection and keeps the first until the server
     acknowledges it; the pool's release (and the next statement) wait for that, up to
     the timeout once more. A frozen server (a paused VM, a silent partition) never
-    acknowledges: each call then cost twice its bound. Here the connection is
-    terminated at once instead, and the cancel request still goes out in the
-    background (bounded by ``CANCEL_REQUEST_TIMEOUT``), so that a live server stops
-    the statement. A timeout also terminates the pool's *idle* connections to the
-    same server: they are as dead, and the next caller would otherwise wait out the
-    timeout again on one of them instead of connecting (to a promoted standby, say).
+    acknowledges: each call then cost twice its bound. Here the connection is closed
+    at once instead (the pool opens a new one when needed), and the cancel request
+    still goes out in the background (bounded by ``CANCEL_REQUEST_TIMEOUT``), so that
+    a live server stops the statement. A timeout also closes the pool's *idle*
+    connections to the same server: they are as dead, and the next caller would
+    otherwise wait out the timeout again on one of them instead of connecting (to a
+    promoted standby, say).
 
     asyncpg calls ``_cancel_current_command`` from its protocol and ``_execute`` for
     every statement with parameters: private API. With an asyncpg where they are
@@ -97,7 +98,7 @@ class BoundedConnection(Connection):  # type: ignore[misc]  # asyncpg is untyped
 async def _cancel_request(
     cancel: Any, loop: Any, addr: Any, params: Any, pid: int, secret: int
 ) -> None:
-    with contextlib.suppress(Exception, asyncio.CancelledError):
+    with contextlib.suppress(Exception):  # best effort: the caller has its answer
         async with asyncio.timeout(CANCEL_REQUEST_TIMEOUT):
             await cancel(
                 loop=loop, addr=addr, params=params, backend_pid=pid, backend_secret=secret
