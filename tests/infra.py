@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -246,7 +247,38 @@ class PostgresCluster:
             raise RuntimeError(f"psql failed: {result.stderr}")
         return result.stdout.strip()
 
+    def server_pids(self) -> list[int]:
+        """The postmaster's process id and its children's (backends, WAL sender and
+        receiver, background workers), postmaster first."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # The command name may hold spaces and parentheses: fields after the last ")".
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP the postmaster and every child: a paused VM, as seen from a client
+        (the kernel still accepts connections and acknowledges data; nothing answers)."""
+        self.frozen = True
+        for pid in self.server_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT what ``freeze`` stopped (and whatever was forked since)."""
+        if not getattr(self, "frozen", False):
+            return
+        with contextlib.suppress(OSError, ValueError):
+            for pid in self.server_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        self.frozen = False
+
     def stop(self) -> None:
+        self.thaw()  # a stopped server cannot even be killed in order
         with contextlib.suppress(RuntimeError):
             self._pg_ctl("stop", "-w", "-m", "immediate")
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -317,6 +349,8 @@ class ReplicationPair:
         return self
 
     def stop(self) -> None:
+        for cluster in (self.primary, self.standby):
+            cluster.thaw()
         with contextlib.suppress(RuntimeError, OSError, subprocess.SubprocessError):
             self.standby.halt("fast")
         for cluster in (self.primary, self.standby):

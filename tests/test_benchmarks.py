@@ -84,3 +84,16 @@ def test_cli_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for expected in ("| todo-app list |", "import tortoise", "with bytecode", "at every start"):
         assert expected in out, expected
+
+
+@pytest.mark.postgres
+async def test_failover_benchmark_runs() -> None:
+    """benchmarks/failover.py end to end on one scenario (its own pair of servers)."""
+    from benchmarks import failover
+
+    text = await failover.main(
+        ["--only", "sync-crash", "--writers", "2", "--pool", "2", "--warmup", "0.5",
+         "--promote-after", "0.2", "--after", "20"]
+    )  # fmt: skip
+    row = next(line for line in text.splitlines() if line.startswith("| sync, crashed"))
+    assert row.split("|")[3].strip() == "0", "an acknowledged write was lost (synchronous)"

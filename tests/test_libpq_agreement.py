@@ -4,10 +4,12 @@ libpq (bundled in psycopg's binary wheel, a test-only dependency) judges each UR
 generated corpus plus hand-picked cases: ``conninfo_to_dict`` is its parser, and a
 connection started with every host swapped for a missing unix socket (no network) runs
 its connection-time checks and derives the effective ``sslmode``. todo_app's verdict is
-what asyncpg would get: ``tortoise_connection()``'s credentials. Per URL, nine
+what asyncpg would get: ``tortoise_connection()``'s credentials. Per URL, ten
 classes are compared: verdict (accepted or refused), reason (the refusal names libpq's
 reason), host list, ports, user, password, database, TLS (when plain text and TLS are
-tried) and verification (none, chain, chain and host name).
+tried), verification (none, chain, chain and host name) and, for a URL naming a TCP
+keepalive parameter, the socket options libpq sets (read back from libpq's own socket,
+connected to a local port that never answers) against the ones todo_app sets.
 
 The few places where todo_app deliberately differs are listed in ``DIVERGENCES``, each
 with its reason, and asserted to be the only ones. Run as a script
@@ -21,6 +23,7 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import ssl
 import subprocess
 import sys
@@ -40,8 +43,16 @@ from todo_app.connection import tortoise_connection
 
 CLASSES = (
     "verdict", "reason", "hosts", "ports", "user", "password", "database", "tls",
-    "verification",
+    "verification", "keepalives",
 )  # fmt: skip
+#: libpq's keepalive parameters and the socket option each one sets (Linux).
+KEEPALIVE_OPTIONS = {
+    "keepalives": (socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+    "keepalives_idle": (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+    "keepalives_interval": (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+    "keepalives_count": (socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    "tcp_user_timeout": (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+}
 MISSING_SOCKET = "/nonexistent-todo-app-dir"
 CORPUS_SIZE = 1500
 UNTYPED = "untyped error: "
@@ -68,8 +79,9 @@ def _behaviour(mode: str, root: bool) -> tuple[str, str]:
 class Libpq:
     """libpq's verdict, without touching the network."""
 
-    def __init__(self, timeout_port: int) -> None:
+    def __init__(self, timeout_port: int, silent_port: int) -> None:
         self.timeout_port = timeout_port
+        self.silent_port = silent_port
 
     def __call__(self, url: str) -> Verdict:
         try:
@@ -96,6 +108,11 @@ class Libpq:
             refused := self._timeout(str(params["connect_timeout"]))
         ):
             return Verdict(refused=refused)
+        keepalives = None
+        if named := {k: str(v) for k, v in params.items() if k in KEEPALIVE_OPTIONS}:
+            refused, keepalives = self._keepalives(named)
+            if refused:
+                return Verdict(refused=refused)
         ports = str(params.get("port", "")).split(",")
         ports = ports * len(hosts) if len(ports) == 1 else ports
         root = str(params.get("sslrootcert", ""))
@@ -112,8 +129,32 @@ class Libpq:
                 "database": params.get("dbname"),
                 "tls": tls,
                 "verification": verification,
+                "keepalives": keepalives,
             }
         )
+
+    def _keepalives(self, named: dict[str, str]) -> tuple[str | None, dict[str, int] | None]:
+        """libpq sets keepalive options (and refuses their values) only on a TCP
+        socket: started towards a local port that never answers, and read back."""
+        conninfo = make_conninfo(
+            host="127.0.0.1", port=self.silent_port, sslmode="disable", gssencmode="disable",
+            user="u", dbname="d", **named,
+        )  # fmt: skip
+        conn = pq.PGconn.connect_start(conninfo.encode())
+        try:
+            for _ in range(3):
+                if conn.status == pq.ConnStatus.BAD:
+                    break
+                conn.connect_poll()
+            message = conn.error_message.decode(errors="replace")
+            if conn.status == pq.ConnStatus.BAD:
+                return message.strip().splitlines()[0], None
+            with socket.socket(fileno=os.dup(conn.socket)) as sock:
+                return None, {
+                    key: sock.getsockopt(*KEEPALIVE_OPTIONS[key]) for key in KEEPALIVE_OPTIONS
+                }
+        finally:
+            conn.finish()
 
     def _timeout(self, value: str) -> str | None:
         """libpq parses connect_timeout only in a blocking connect: to a local port
@@ -160,6 +201,13 @@ def todo_app(url: str) -> Verdict:
         transports = [creds.get("ssl", "prefer")]
     password = creds.get("password")
     verifications = {_verification(t) for t in transports if t is not False}
+    keepalives = None
+    hook = creds.get("init")
+    if hasattr(hook, "socket_options"):  # todo_app's keepalive settings (issue 18)
+        keepalives = {
+            key: dict(hook.socket_options()).get(KEEPALIVE_OPTIONS[key], 0)
+            for key in KEEPALIVE_OPTIONS
+        }
     return Verdict(
         values={
             "hosts": [host for host, _ in addresses],
@@ -169,8 +217,19 @@ def todo_app(url: str) -> Verdict:
             "database": creds.get("database"),
             "tls": _transport_order(transports),
             "verification": verifications.pop() if verifications else "none",
+            "keepalives": keepalives,
         }
     )
+
+
+def _same_keepalives(theirs: dict[str, int] | None, ours: dict[str, int] | None, url: str) -> bool:
+    """The options the URL's keepalive parameters set are set alike (with keepalives
+    off, libpq sets none, tcp_user_timeout included); the others are the kernel's for
+    libpq and todo_app's defaults."""
+    named = set(conninfo_to_dict(url)) & set(KEEPALIVE_OPTIONS)
+    if theirs["keepalives"] == 0:  # type: ignore[index]
+        named = {"keepalives", "tcp_user_timeout"}
+    return ours is not None and all(theirs[k] == ours[k] for k in named)  # type: ignore[index]
 
 
 def _stem(message: str) -> str:
@@ -179,14 +238,20 @@ def _stem(message: str) -> str:
     return message.split('"')[0].rstrip(": ").strip()
 
 
-def compare(theirs: Verdict, ours: Verdict) -> dict[str, bool]:
+def compare(theirs: Verdict, ours: Verdict, url: str) -> dict[str, bool]:
     """Per class: True (agree), False (disagree); classes that do not apply are absent."""
     result = {"verdict": (theirs.refused is None) == (ours.refused is None)}
     if theirs.refused is not None and ours.refused is not None:
         result["reason"] = _stem(theirs.refused) in ours.refused
     if theirs.refused is None and ours.refused is None:
-        for name in CLASSES[2:]:
+        for name in CLASSES[2:-1]:
             result[name] = theirs.values[name] == ours.values[name]
+        if theirs.values["keepalives"] is not None:  # the URL names one
+            result["keepalives"] = _same_keepalives(
+                theirs.values["keepalives"],  # type: ignore[arg-type]
+                ours.values["keepalives"],  # type: ignore[arg-type]
+                url,
+            )
     return result
 
 
@@ -339,7 +404,11 @@ def _parameter_pool(ca_file: Path, secret: str) -> list[str]:
         "load_balance_hosts=random",
         "load_balance_hosts=bogus",
         "hostaddr=127.0.0.1",
-        "keepalives=1",
+        *(f"keepalives={v}" for v in ("1", "0", "2", "-1", "abc", "%201")),
+        *(f"keepalives_idle={v}" for v in ("30", "1", "0", "-5", "32768", "x", "7200")),
+        *(f"keepalives_interval={v}" for v in ("5", "0", "32767", "y")),
+        *(f"keepalives_count={v}" for v in ("4", "0", "127", "128", "z")),
+        *(f"tcp_user_timeout={v}" for v in ("5000", "0", "-1", "t", "2.5")),
         "foo=bar",
         "database=x",
         "sslmode",
@@ -390,6 +459,11 @@ def _hand_picked(ca: Path) -> list[tuple[str, list[str]]]:
         ("postgresql://u@h/db?target_session_attrs=bogus", []),
         (f"postgres://u@h/db?password={s}+x", [s]),
         ("postgresql://u@h/db?sslmode=verify-full", []),
+        ("postgresql://u@h/db?keepalives=0&keepalives_idle=x&tcp_user_timeout=5000", []),
+        ("postgresql://u@h/db?keepalives_idle=30&keepalives_interval=5&keepalives_count=4", []),
+        ("postgresql://u@h/db?keepalives_idle=0", []),
+        ("postgresql://u@h/db?tcp_user_timeout=-1", []),
+        ("postgresql://u@h1,h2/db?keepalives=1&tcp_user_timeout=10000", []),
     ]
 
 
@@ -405,6 +479,15 @@ print(server.getsockname()[1], flush=True)
 while True:
     server.accept()[0].close()
 """
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A local port whose connections are accepted by the kernel and never answered."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4096)
+        yield server.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -443,7 +526,7 @@ def run(cases: list[Case], libpq: Libpq) -> Tally:
     for case in cases:
         theirs, ours = libpq(case.url), todo_app(case.url)
         tally.untyped += (ours.refused or "").startswith(UNTYPED)
-        outcome = compare(theirs, ours)
+        outcome = compare(theirs, ours, case.url)
         for name, agreed in outcome.items():
             tally.total[name] += 1
             tally.agree[name] += agreed
@@ -458,7 +541,11 @@ def run(cases: list[Case], libpq: Libpq) -> Tally:
 
 @pytest.fixture(scope="module")
 def judged() -> Iterator[tuple[list[Case], Tally]]:
-    with tempfile.TemporaryDirectory() as home, hang_up_server() as port:
+    with (
+        tempfile.TemporaryDirectory() as home,
+        hang_up_server() as port,
+        silent_server() as silent,
+    ):
         patched = {"HOME": home}
         saved = {
             k: os.environ.get(k) for k in [*patched, *(k for k in os.environ if k.startswith("PG"))]
@@ -469,7 +556,7 @@ def judged() -> Iterator[tuple[list[Case], Tally]]:
                 os.environ.pop(key)
         try:
             cases = corpus(make_ca(Path(home)))
-            yield cases, run(cases, Libpq(port))
+            yield cases, run(cases, Libpq(port, silent))
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -536,12 +623,16 @@ def test_every_libpq_keyword_is_accepted_or_refused_with_a_reason() -> None:
 
 def main() -> None:
     """Print the agreement per class (``python tests/test_libpq_agreement.py``)."""
-    with tempfile.TemporaryDirectory() as home, hang_up_server() as port:
+    with (
+        tempfile.TemporaryDirectory() as home,
+        hang_up_server() as port,
+        silent_server() as silent,
+    ):
         os.environ["HOME"] = home
         for key in [k for k in os.environ if k.startswith("PG")]:
             os.environ.pop(key)
         cases = corpus(make_ca(Path(home)))
-        tally = run(cases, Libpq(port))
+        tally = run(cases, Libpq(port, silent))
         with_secrets = [case for case in cases if case.secrets]
         leaked = leaks(with_secrets, lambda: "")
     print(f"corpus: {len(cases)} URLs ({len(_hand_picked(Path()))} hand-picked)")

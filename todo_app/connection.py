@@ -8,7 +8,9 @@ keyword arguments. What it lacks is done here: validation with libpq's messages,
 under ``allow``/``prefer`` (asyncpg's never verifies), several hosts each with its own
 port and timeout (Tortoise takes one port; asyncpg's timeout spans all hosts), the
 substitute for channel binding, and the pooler detection. The last three need
-:class:`todo_app.pool.LibpqConnect` as the pool's ``connect`` hook.
+:class:`todo_app.pool.LibpqConnect` as the pool's ``connect`` hook; libpq's TCP
+keepalive parameters are set on each connection's socket by the ``init`` hook
+(:class:`todo_app.pool.TcpKeepalives`), on by default.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from todo_app.dsn import REFUSED_KEYS, DatabaseURL, DatabaseURLError, SSLMode
-from todo_app.pool import DEFAULT_POOL_TIMEOUT, LibpqConnect, reset_session
+from todo_app.pool import DEFAULT_POOL_TIMEOUT, LibpqConnect, TcpKeepalives, reset_session
 
 __all__ = [
     "check_url",
@@ -37,7 +39,8 @@ __all__ = [
 _DEFAULT_STATEMENT_CACHE_SIZE: Final = 100
 #: How much longer than the server's statement_timeout the client waits for an
 #: answer (at most; never more than the timeout itself): the server's own
-#: cancellation normally comes first, with its clear error.
+#: cancellation normally comes first, with its clear error. When the client gives up,
+#: the connection is closed at once (todo_app.engine.BoundedConnection).
 _CLIENT_TIMEOUT_MARGIN: Final = 5.0
 _TARGET_SESSION_ATTRS: Final = (
     "any", "read-write", "read-only", "primary", "standby", "prefer-standby",
@@ -52,6 +55,13 @@ _TLS_VERSIONS: Final = {
 _INTEGER: Final = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)[ \t\n\v\f\r]*")
 _FILE_KEYS: Final = ("sslcert", "sslkey", "sslcrl", "ssl_min_protocol_version",
                      "ssl_max_protocol_version")  # fmt: skip
+#: libpq's keepalive parameters in seconds: the socket option each sets and the
+#: largest value Linux takes (libpq passes the value on; the kernel refuses 0 and more).
+_KEEPALIVE_SECONDS: Final = {
+    "keepalives_idle": ("idle", "TCP_KEEPIDLE", 32767),
+    "keepalives_interval": ("interval", "TCP_KEEPINTVL", 32767),
+    "keepalives_count": ("count", "TCP_KEEPCNT", 127),
+}
 
 
 def tortoise_connection(
@@ -146,6 +156,7 @@ def postgres_credentials(
     if (text := params.get("connect_timeout")) is not None:
         seconds = _integer(text, "connect_timeout")
         timeout = float(seconds) if seconds > 0 else None  # libpq: 0 or less waits forever
+    keepalives = _keepalives(params)
     if refused := sorted(set(params) & set(REFUSED_KEYS)):
         raise DatabaseURLError(
             f"unsupported PostgreSQL URL parameter {refused[0]!r}: {REFUSED_KEYS[refused[0]]}"
@@ -202,6 +213,7 @@ def postgres_credentials(
         statement_cache_size = 0 if pooler else _DEFAULT_STATEMENT_CACHE_SIZE
     credentials["statement_cache_size"] = statement_cache_size
     credentials["reset"] = reset_session
+    credentials["init"] = keepalives
     if statement_timeout is not None:
         if not pooler and "statement_timeout" not in options:
             # Rounded up: PostgreSQL reads 0 as "no limit".
@@ -211,6 +223,33 @@ def postgres_credentials(
     if server_settings:
         credentials["server_settings"] = server_settings
     return credentials
+
+
+def _keepalives(params: dict[str, str]) -> TcpKeepalives:
+    """libpq's keepalive parameters, read and refused as libpq does when it opens a TCP
+    socket (which refuses a value the kernel does not take, as setsockopt's error)."""
+    if _integer(params.get("keepalives", "1"), "keepalives") == 0:
+        return TcpKeepalives(enabled=False)  # libpq then reads none of the others
+    values: dict[str, int] = {}
+    for key, (name, option, top) in _KEEPALIVE_SECONDS.items():
+        if (text := params.get(key)) is not None:
+            value = max(0, _integer(text, key))  # libpq: a negative value is 0
+            if not 1 <= value <= top:
+                raise DatabaseURLError(
+                    f'invalid {key} value "{text}": setsockopt({option}) failed: Invalid '
+                    f"argument (give 1 to {top})"
+                )
+            values[name] = value
+    if (text := params.get("tcp_user_timeout")) is not None:
+        # Milliseconds; 0 (or less) is the kernel's default, as in libpq.
+        values["user_timeout"] = max(0, _integer(text, "tcp_user_timeout"))
+    defaults = TcpKeepalives.DEFAULTS
+    return TcpKeepalives(
+        idle=values.get("idle", defaults["idle"]),
+        interval=values.get("interval", defaults["interval"]),
+        count=values.get("count", defaults["count"]),
+        user_timeout=values.get("user_timeout", defaults["user_timeout"]),
+    )
 
 
 def _ssl_mode(params: dict[str, str], override: SSLMode | None) -> tuple[SSLMode, str | None]:
@@ -417,7 +456,7 @@ class _Password:
 
 #: Pool options among the credentials, which a single connection does not take.
 _POOL_ONLY: Final = (
-    "minsize", "maxsize", "pool_timeout", "reset", "connect", "application_name",
+    "minsize", "maxsize", "pool_timeout", "reset", "connect", "application_name", "init",
 )  # fmt: skip
 
 
@@ -436,7 +475,10 @@ async def connect_once(credentials: dict[str, Any]) -> Any:
             "application_name": name,
         }
     connect = credentials.get("connect") or asyncpg.connect
-    return await connect(**arguments)
+    connection = await connect(**arguments)
+    if (init := credentials.get("init")) is not None:
+        await init(connection)
+    return connection
 
 
 def is_connection_failure(exc: BaseException) -> bool:

@@ -40,22 +40,14 @@ ACCEPTED_KEYS: Final = frozenset(
         "fallback_application_name", "options", "sslmode", "sslrootcert", "sslcert", "sslkey",
         "sslpassword", "sslcrl", "ssl_min_protocol_version", "ssl_max_protocol_version",
         "sslnegotiation", "channel_binding", "target_session_attrs", "load_balance_hosts",
-        "passfile", "krbsrvname", "gsslib", "gssencmode", "pgbouncer",
+        "passfile", "krbsrvname", "gsslib", "gssencmode", "pgbouncer", "keepalives",
+        "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
     }
 )  # fmt: skip
-_KEEPALIVE = (
-    "asyncpg has no TCP keepalive settings; TODO_APP_STATEMENT_TIMEOUT ends a wait on a "
-    "silent server: remove it"
-)
 #: libpq keywords asyncpg cannot honour: why, and what to write instead.
 REFUSED_KEYS: Final = {
     "hostaddr": "asyncpg resolves host names itself: put the address in host instead",
     "service": "connection service files are not read: write the parameters in the URL",
-    "keepalives": _KEEPALIVE,
-    "keepalives_idle": _KEEPALIVE,
-    "keepalives_interval": _KEEPALIVE,
-    "keepalives_count": _KEEPALIVE,
-    "tcp_user_timeout": _KEEPALIVE,
     "require_auth": "asyncpg cannot restrict the server's authentication method: remove it",
     "sslcertmode": "asyncpg sends the client certificate it is given: remove it",
     "sslsni": "asyncpg always sends the host name (SNI): remove it",

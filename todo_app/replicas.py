@@ -90,6 +90,7 @@ from todo_app.pool import mark_clean, release_clean
 
 __all__ = [
     "PRIMARY_TOKEN",
+    "REPLICA_STATUS_TIMEOUT",
     "ReplicaPolicy",
     "ReplicaStatus",
     "after_write",
@@ -130,6 +131,8 @@ _COMMITTED_POSITION: Final = (
 _SAMPLE_SPACING: Final = 0.05
 #: Longest pause between two looks at a replica a token read is waiting for.
 _MAX_POLL: Final = 0.02
+#: Seconds ``replica_status()`` waits for the checks it starts.
+REPLICA_STATUS_TIMEOUT: Final = 5.0
 
 
 # -- the replica set of one primary ----------------------------------------------------
@@ -666,9 +669,15 @@ async def after_write(db: Any, token: int | None) -> int | None:
     return position
 
 
-async def replica_status(connection: str | None = None) -> list[ReplicaStatus]:
+async def replica_status(
+    connection: str | None = None, *, within: float = REPLICA_STATUS_TIMEOUT
+) -> list[ReplicaStatus]:
     """Check every read replica of ``connection`` (default: the one ``Task`` is bound
-    to) now, and say how each one is; empty when it has none."""
+    to) now, and say how each one is; empty when it has none.
+
+    Returns within ``within`` seconds: a replica whose check has not answered by then
+    (a frozen server, a silent partition) is reported and treated as ``down``, and its
+    check goes on in the background (it serves again once a check finds it well)."""
     from tortoise.connection import connections
 
     from todo_app.models import Task
@@ -677,7 +686,14 @@ async def replica_status(connection: str | None = None) -> list[ReplicaStatus]:
     replicas = _replica_set(db)
     if replicas is None:
         return []
-    await replicas.check_now()
+    checking = replicas._spawn(replicas.check_now())
+    done, _ = await asyncio.wait({checking}, timeout=within)
+    if done:
+        checking.result()  # its errors are the caller's
+    else:
+        for replica in replicas.replicas:
+            if replica.check is not None and not replica.check.done():
+                replica.fail("down", f"no answer to its check within {within:g} s")
     return replicas.statuses()
 
 
