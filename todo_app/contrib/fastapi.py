@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Cookie, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
@@ -88,19 +88,6 @@ _KEY_PATTERN: Final = r"^[\x21-\x7e]{1,255}$"
 _TOKEN_PATTERN: Final = r"^\s*(primary|[0-9A-Fa-f]{1,16})?\s*$"  # noqa: S105 - a grammar
 
 
-def _header(pattern: str) -> Callable[[dict[str, Any]], None]:
-    """An optional header's OpenAPI schema: a string of this grammar (not
-    ``anyOf [string, null]``: a header is absent, never null). The grammar is only
-    described: a value outside it is the handler's 400/422, with a problem document."""
-
-    def schema(found: dict[str, Any]) -> None:
-        found.pop("anyOf", None)
-        found.pop("default", None)
-        found.update(type="string", pattern=pattern)
-
-    return schema
-
-
 class Problem(BaseModel):
     """An RFC 9457 problem document."""
 
@@ -132,13 +119,11 @@ class _Problem(Exception):
 
     def __init__(self, status: int, kind: str, title: str, detail: str, field: str | None) -> None:
         super().__init__(detail)
-        self.status, self.kind, self.title, self.detail, self.field = (
-            status,
-            kind,
-            title,
-            detail,
-            field,
-        )
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.field = field
 
 
 def problem_response(
@@ -274,16 +259,19 @@ async def _conditional(write: Awaitable[TaskRead | None], expected: int | None) 
         raise _failed(str(exc)) from None
 
 
-def _not_modified(if_none_match: str | None, version: int) -> bool:
-    """Whether ``If-None-Match`` matches (weak comparison); 400 when malformed."""
+def held_versions(if_none_match: str | None) -> frozenset[int] | Literal["*"] | None:
+    """The versions an ``If-None-Match`` names (weak comparison), ``"*"`` for any,
+    None without the header; 400 when malformed."""
     if if_none_match is None:
-        return False
+        return None
     value = if_none_match.strip()
     if value == "*":
-        return True
+        return "*"
     if _ETAG_LIST.fullmatch(value) is None:
         raise _malformed("If-None-Match", 'must be * or entity tags such as "3"')
-    return any(_version(tag) == version for _, tag in _ETAG_ONE.findall(value))
+    return frozenset(
+        version for _, tag in _ETAG_ONE.findall(value) if (version := _version(tag)) is not None
+    )
 
 
 # -- responses --------------------------------------------------------------------------
@@ -362,6 +350,53 @@ def _ok(description: str, *, etag: bool = True, **headers: Any) -> dict[str, Any
     return {"description": description, "headers": found}
 
 
+def _header_parameter(name: str, description: str, pattern: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
+# Optional headers are read from the request, not declared as FastAPI parameters:
+# each declared parameter costs its own validation on every request (a third of the
+# router's time per PATCH, profiled). OpenAPI still lists each one, with its grammar.
+_TOKEN_PARAMETER: Final = _header_parameter(
+    CONSISTENCY_HEADER,
+    "The token of the client's last write (with read replicas); or the "
+    f"{CONSISTENCY_COOKIE} cookie.",
+    _TOKEN_PATTERN,
+)
+_IF_MATCH_PARAMETER: Final = _header_parameter(
+    "If-Match", 'The task\'s ETag ("<version>") this write expects, or *.', _ETAG_PATTERN
+)
+_IF_NONE_MATCH_PARAMETER: Final = _header_parameter(
+    "If-None-Match", "ETags the client holds: 304 when the task is at one of them.", _ETAG_PATTERN
+)
+_IDEMPOTENCY_PARAMETER: Final = _header_parameter(
+    "Idempotency-Key",
+    "Makes retries safe: the same key returns the same task; the same key with "
+    "another body is 409.",
+    _KEY_PATTERN,
+)
+
+
+def _parameters(*found: dict[str, Any]) -> dict[str, Any]:
+    return {"parameters": [_TOKEN_PARAMETER, *found]}
+
+
+def _repository(owner_id: str, request: Request) -> TaskRepository:
+    """The owner's repository, given the client's consistency token (header, else
+    cookie). A malformed token is TaskValidationError (422, field "consistency")."""
+    headers = request.headers
+    token = headers.get(CONSISTENCY_HEADER)
+    if not token and "cookie" in headers:
+        token = request.cookies.get(CONSISTENCY_COOKIE)
+    return TaskRepository(owner_id, consistency=token)
+
+
 def tasks_router(
     owner: Callable[..., Awaitable[str] | str],
     *,
@@ -379,36 +414,10 @@ def tasks_router(
     dependency may answer (say ``{401: {...}}``), added to every route's OpenAPI.
     """
     Owner = Annotated[str, Depends(owner)]
-
-    async def repository(
-        owner_id: Owner,
-        x_consistency_token: Annotated[
-            str | None,
-            Header(
-                alias=CONSISTENCY_HEADER,
-                description="The token of the client's last write (with read replicas).",
-                json_schema_extra=_header(_TOKEN_PATTERN),
-            ),
-        ] = None,
-        todo_consistency: Annotated[
-            str | None, Cookie(alias=CONSISTENCY_COOKIE, include_in_schema=False)
-        ] = None,
-    ) -> TaskRepository:
-        # A malformed token is TaskValidationError (422, field "consistency").
-        return TaskRepository(owner_id, consistency=x_consistency_token or todo_consistency)
-
-    Repo = Annotated[TaskRepository, Depends(repository)]
     TaskId = Annotated[uuid.UUID, Path(description="The task's id (a UUID).")]
-    IfMatch = Annotated[
-        str | None,
-        Header(
-            alias="If-Match",
-            description='The task\'s ETag ("<version>") this write expects, or *.',
-            json_schema_extra=_header(_ETAG_PATTERN),
-        ),
-    ]
 
-    def condition(if_match: str | None) -> int | None:
+    def condition(request: Request) -> int | None:
+        if_match = request.headers.get("if-match")
         if if_match is None and require_if_match:
             raise _Problem(
                 428, "precondition-required", "Precondition required",
@@ -417,6 +426,7 @@ def tasks_router(
         return expected_version(if_match)
 
     writes = (404, 409, 412, *((428,) if require_if_match else ()), 400, *_ALWAYS)
+    write_parameters = _parameters(_IF_MATCH_PARAMETER)
     router = APIRouter(route_class=_ProblemRoute, tags=list(tags), responses=dict(responses or {}))
 
     @router.get(
@@ -431,15 +441,17 @@ def tasks_router(
             ),
             **_problems(*_ALWAYS),
         },
+        openapi_extra=_parameters(),
     )
     async def list_tasks(
         request: Request,
-        repo: Repo,
+        owner_id: Owner,
         status: TaskStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
         order: Literal["newest", "oldest"] = "newest",
     ) -> Response:
+        repo = _repository(owner_id, request)
         page = await repo.list(status=status, limit=limit, cursor=cursor, order=order)
         response = Response(page.model_dump_json().encode(), media_type="application/json")
         if page.next_cursor is not None:
@@ -463,21 +475,11 @@ def tasks_router(
             ),
             **_problems(400, 409, *_ALWAYS),
         },
+        openapi_extra=_parameters(_IDEMPOTENCY_PARAMETER),
     )
-    async def create_task(
-        request: Request,
-        data: TaskCreate,
-        repo: Repo,
-        idempotency_key: Annotated[
-            str | None,
-            Header(
-                alias="Idempotency-Key",
-                description="Makes retries safe: the same key returns the same task; the "
-                "same key with another body is 409.",
-                json_schema_extra=_header(_KEY_PATTERN),
-            ),
-        ] = None,
-    ) -> Response:
+    async def create_task(request: Request, owner_id: Owner, data: TaskCreate) -> Response:
+        repo = _repository(owner_id, request)
+        idempotency_key = request.headers.get("idempotency-key")
         if idempotency_key is not None:
             key = idempotency_key.strip()
             if not re.fullmatch(_KEY_PATTERN, key):
@@ -507,21 +509,12 @@ def tasks_router(
         response_model=TaskRead,
         name="todo_app_get_task",
         responses={200: _ok("The task"), **_problems(304, 400, 404, *_ALWAYS)},
+        openapi_extra=_parameters(_IF_NONE_MATCH_PARAMETER),
     )
-    async def get_task(
-        task_id: TaskId,
-        repo: Repo,
-        if_none_match: Annotated[
-            str | None,
-            Header(
-                alias="If-None-Match",
-                description="ETags the client holds: 304 when the task is at one of them.",
-                json_schema_extra=_header(_ETAG_PATTERN),
-            ),
-        ] = None,
-    ) -> Response:
-        task = await repo.get(task_id)
-        if if_none_match is not None and _not_modified(if_none_match, task.version):
+    async def get_task(request: Request, owner_id: Owner, task_id: TaskId) -> Response:
+        held = held_versions(request.headers.get("if-none-match"))  # 400 before any query
+        task = await _repository(owner_id, request).get(task_id)
+        if held is not None and (held == "*" or task.version in held):
             return Response(status_code=304, headers={"ETag": f'"{task.version}"'})
         return _task_response(task, None)
 
@@ -530,16 +523,18 @@ def tasks_router(
         response_model=TaskRead,
         name="todo_app_update_task",
         responses={200: _ok("The task as changed", **_TOKEN_HEADER), **_problems(*writes)},
+        openapi_extra=write_parameters,
     )
     async def update_task(
-        task_id: TaskId, data: TaskUpdate, repo: Repo, if_match: IfMatch = None
+        request: Request, owner_id: Owner, task_id: TaskId, data: TaskUpdate
     ) -> Response:
-        expected = condition(if_match)
+        repo = _repository(owner_id, request)
+        expected = condition(request)
         task = await _conditional(repo.update(task_id, data, expected_version=expected), expected)
         return _task_response(task, repo)
 
     for action in ("complete", "reopen"):
-        _status_route(router, action, Repo, TaskId, IfMatch, condition, writes)
+        _status_route(router, action, Owner, TaskId, condition, writes, write_parameters)
 
     @router.delete(
         "/tasks/{task_id}",
@@ -548,9 +543,11 @@ def tasks_router(
         name="todo_app_delete_task",
         responses={204: {"description": "Deleted", "headers": _TOKEN_HEADER},
                    **_problems(*writes)},
+        openapi_extra=write_parameters,
     )  # fmt: skip
-    async def delete_task(task_id: TaskId, repo: Repo, if_match: IfMatch = None) -> Response:
-        expected = condition(if_match)
+    async def delete_task(request: Request, owner_id: Owner, task_id: TaskId) -> Response:
+        repo = _repository(owner_id, request)
+        expected = condition(request)
         await _conditional(repo.delete(task_id, expected_version=expected), expected)
         response = Response(status_code=204)
         _stamp(repo, response)
@@ -589,15 +586,16 @@ def _not_allowed(allow: str) -> Callable[[], Awaitable[Response]]:
 def _status_route(
     router: APIRouter,
     action: Literal["complete", "reopen"],
-    Repo: Any,
+    Owner: Any,
     TaskId: Any,
-    IfMatch: Any,
-    condition: Callable[[str | None], int | None],
+    condition: Callable[[Request], int | None],
     writes: tuple[int, ...],
+    parameters: dict[str, Any],
 ) -> None:
-    async def change_status(task_id: TaskId, repo: Repo, if_match: IfMatch = None) -> Response:
+    async def change_status(request: Request, owner_id: Owner, task_id: TaskId) -> Response:
+        repo = _repository(owner_id, request)
         method = repo.complete if action == "complete" else repo.reopen
-        expected = condition(if_match)
+        expected = condition(request)
         task = await _conditional(method(task_id, expected_version=expected), expected)
         return _task_response(task, repo)
 
@@ -609,4 +607,5 @@ def _status_route(
         name=f"todo_app_{action}_task",
         summary=f"{action.capitalize()} a task",
         responses={200: _ok("The task as changed", **_TOKEN_HEADER), **_problems(*writes)},
+        openapi_extra=parameters,
     )
