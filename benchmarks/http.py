@@ -19,7 +19,9 @@ at most 10 connections (todo_app's default):
   in the same run, so that machine drift hits both alike;
 * ``raw asyncpg``: ``benchmarks/http_raw.py``, the same routes by hand;
 * ``sqlmodel``: ``benchmarks/http_sqlmodel.py``, the same routes on SQLModel +
-  SQLAlchemy's async ORM, as its tutorials write them.
+  SQLAlchemy's async ORM, as its tutorials write them;
+* ``no database`` (``--floor``): ``benchmarks/http_null.py``, the same routes in
+  FastAPI answering a fixed task: the ceiling of any FastAPI server on this machine.
 
 Endpoints: ``GET /tasks/{id}`` (random ids of 1,000 owners' tasks), ``GET /tasks``
 (first page of 50), ``POST /tasks``, ``PATCH /tasks/{id}`` (a rename, unconditional).
@@ -280,6 +282,8 @@ async def main(argv: list[str] | None = None) -> Path:
                         help="also run this checkout's example and todo_app (repeatable)")  # fmt: skip
     parser.add_argument("--gc-variant", action="store_true",
                         help="also run the example with TODO_APP_GC_FREEZE=0")  # fmt: skip
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the routes without a database (the ceiling)")  # fmt: skip
     parser.add_argument("--no-sqlmodel", action="store_true",
                         help="leave out the SQLModel + SQLAlchemy server")  # fmt: skip
     parser.add_argument("--pg-url", default=None, help="server (default TEST_DATABASE_URL)")
@@ -297,6 +301,8 @@ async def main(argv: list[str] | None = None) -> Path:
     servers.append(Server("raw asyncpg", "benchmarks.http_raw:app", REPO))
     if not args.no_sqlmodel:
         servers.append(Server(SQLMODEL, "benchmarks.http_sqlmodel:app", REPO))
+    if args.floor:
+        servers.append(Server("no database", "benchmarks.http_null:app", REPO))
     url, drop, picks = await prepare(pg, args.rows)
     results: dict[str, dict[str, list[Sample]]] = {
         e: {s.name: [] for s in servers} for e in ENDPOINTS
