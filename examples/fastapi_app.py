@@ -5,9 +5,12 @@
 
 The owner comes from an ``X-User`` header here; a real app takes it from its auth.
 The router does the HTTP: ETags and ``If-Match`` (malformed: 400; stale: 412),
-``Idempotency-Key`` on create, ``Link`` pagination, the consistency token of read
-replicas (``TODO_APP_READ_URLS``) as header and cookie, problem+json errors.
-``/stats`` shows a route of the host's own beside it.
+``Idempotency-Key`` on create, ``Link`` pagination, problem+json errors, and the
+consistency token of read replicas (``TODO_APP_READ_URLS``): every write answers
+with it as the ``X-Consistency-Token`` header and the ``todo_consistency`` cookie; a
+browser sends the cookie back by itself, an API client the header, and the next
+request's reads see that client's writes. Without replicas no token is sent.
+``/stats`` is a route of the host's own, on the router, with its repository.
 """
 
 from __future__ import annotations
@@ -16,11 +19,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException
 
 import todo_app
 from todo_app import TaskRepository
-from todo_app.contrib.fastapi import tasks_router
+from todo_app.contrib.fastapi import (
+    CONSISTENCY_COOKIE,
+    CONSISTENCY_HEADER,
+    task_repository,
+    tasks_router,
+)
+
+__all__ = ["CONSISTENCY_COOKIE", "CONSISTENCY_HEADER", "app", "create_app"]
 
 
 async def current_user(x_user: Annotated[str | None, Header()] = None) -> str:
@@ -29,6 +39,10 @@ async def current_user(x_user: Annotated[str | None, Header()] = None) -> str:
     if x_user is None:
         raise HTTPException(401, "send X-User", headers={"WWW-Authenticate": "X-User"})
     return x_user
+
+
+# Module level: FastAPI resolves (string) annotations in the module's namespace.
+Repo = Annotated[TaskRepository, Depends(task_repository(current_user))]
 
 
 def create_app(
@@ -52,13 +66,14 @@ def create_app(
             yield
 
     app = FastAPI(title="todo_app example", lifespan=lifespan)
-    app.include_router(tasks_router(current_user))
+    tasks = tasks_router(current_user)
 
-    @app.get("/stats")
-    async def stats(owner: Annotated[str, Header(alias="X-User")]) -> dict[str, int]:
-        counts = await TaskRepository(owner).counts()
+    @tasks.get("/stats")
+    async def stats(repo: Repo) -> dict[str, int]:
+        counts = await repo.counts()
         return {str(getattr(status, "value", status)): n for status, n in counts.items()}
 
+    app.include_router(tasks)
     return app
 
 

@@ -21,11 +21,11 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException
 
 import todo_app
 from tests.helpers import DIALECTS, FreshURL
-from todo_app.contrib.fastapi import IDEMPOTENCY_NAMESPACE, tasks_router
+from todo_app.contrib.fastapi import IDEMPOTENCY_NAMESPACE, task_repository, tasks_router
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROBLEM = "application/problem+json"
@@ -315,6 +315,41 @@ async def test_consistency_token_reaches_the_repository(
             assert answer.status_code == 201, answer.text
 
 
+# Module level: FastAPI resolves string annotations in the module's namespace.
+OwnRepo = Annotated[todo_app.TaskRepository, Depends(task_repository(current_user))]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_hosts_own_route_gets_the_same_repository(
+    fresh_database_url: FreshURL, dialect: str, unfrozen: None
+) -> None:
+    """task_repository: the owner from the host's dependency, the client's token, and
+    problem+json errors when the route is declared on the router."""
+    url = (await fresh_database_url(dialect)).reveal()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config = todo_app.tortoise_config(url, connection_name=f"router_own_{dialect}")
+        async with todo_app.lifespan(config, schema="migrate"):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    tasks = tasks_router(current_user)
+
+    @tasks.get("/open-count")
+    async def open_count(repo: OwnRepo) -> dict[str, int]:
+        return {"pending": (await repo.counts())[todo_app.TaskStatus.PENDING]}
+
+    app.include_router(tasks)
+    async with client_for(app) as client:
+        await client.post("/tasks", json={"title": "t"}, headers=ALICE)
+        assert (await client.get("/open-count", headers=ALICE)).json() == {"pending": 1}
+        assert (await client.get("/open-count", headers=BOB)).json() == {"pending": 0}
+        bad = await client.get("/open-count", headers={**ALICE, "X-Consistency-Token": "no"})
+        assert_problem(bad, 422, "consistency")
+        assert_problem(await client.get("/open-count"), 401)
+
+
 def test_openapi_describes_every_status() -> None:
     app = FastAPI()
     app.include_router(tasks_router(current_user, responses={401: {"description": "log in"}}))
@@ -364,6 +399,18 @@ def test_openapi_describes_every_status() -> None:
         for status, response in responses.items():
             if int(status) >= 400 and status != "401":
                 assert list(response["content"]) == [PROBLEM], (path, method, status)
+
+
+def test_without_fastapi_the_error_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['fastapi'] = None\n"
+        "try:\n    import todo_app.contrib.fastapi\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, timeout=60, capture_output=True, text=True
+    ).stdout
+    assert "pip install 'todo-app[fastapi]'" in out, out
 
 
 def test_importing_todo_app_does_not_import_fastapi() -> None:

@@ -37,12 +37,18 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+
+try:
+    from fastapi import APIRouter, Depends, Path, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.routing import APIRoute
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.responses import Response
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(
+        "todo_app.contrib.fastapi needs FastAPI: pip install 'todo-app[fastapi]'"
+    ) from exc
 
 from todo_app.errors import (
     TaskConflict,
@@ -64,6 +70,7 @@ __all__ = [
     "CONSISTENCY_HEADER",
     "IDEMPOTENCY_NAMESPACE",
     "Problem",
+    "task_repository",
     "tasks_router",
 ]
 
@@ -395,6 +402,21 @@ def _repository(owner_id: str, request: Request) -> TaskRepository:
     if not token and "cookie" in headers:
         token = request.cookies.get(CONSISTENCY_COOKIE)
     return TaskRepository(owner_id, consistency=token)
+
+
+def task_repository(
+    owner: Callable[..., Awaitable[str] | str],
+) -> Callable[..., Awaitable[TaskRepository]]:
+    """A dependency for a host's own routes: the owner's ``TaskRepository``, given
+    the client's consistency token as the router's routes are. Declare such routes on
+    the router ``tasks_router`` returned, so that its errors are problem+json too."""
+
+    async def repository(
+        request: Request, owner_id: Annotated[str, Depends(owner)]
+    ) -> TaskRepository:
+        return _repository(owner_id, request)
+
+    return repository
 
 
 def tasks_router(
