@@ -1,25 +1,34 @@
-"""End to end over HTTP: the shipped FastAPI example against the same routes on raw
-asyncpg, under uvicorn, loaded by wrk; tails per endpoint, side by side in one run.
+"""End to end over HTTP: the packaged router (``todo_app.contrib.fastapi``, mounted by
+the shipped FastAPI example) against the same routes on raw asyncpg and on the seed
+plan's stack (SQLModel + SQLAlchemy async), under uvicorn, loaded by wrk; requests/s
+and tails per endpoint, side by side in one run, interleaved.
 
     uv run python -m benchmarks.http                      # 100k rows, 10 s per run
     uv run python -m benchmarks.http --todo-app-src DIR   # another checkout's todo_app
     uv run python -m benchmarks.http --compare DIR        # this one and DIR's, side by side
 
-Needs ``wrk`` (Debian: ``apt-get install wrk``). Servers, each its own process with
-one uvicorn worker and a pool of at most 10 connections (todo_app's default):
+Needs ``wrk``: installed with apt-get when missing and run as root (else it says the
+command to run). Servers, each its own process with one uvicorn worker and a pool of
+at most 10 connections (todo_app's default):
 
-* ``todo_app``: ``examples/fastapi_app.py`` as shipped (``--todo-app-src`` runs the
-  example and the package of another checkout: the "before" of a change);
-* ``todo_app, no gc freeze``: the same with ``TODO_APP_GC_FREEZE=0``;
+* ``todo_app``: ``examples/fastapi_app.py`` as shipped, that is ``tasks_router``
+  (``--todo-app-src`` runs the example and the package of another checkout: the
+  "before" of a change);
+* ``todo_app, no gc freeze``: the same with ``TODO_APP_GC_FREEZE=0`` (``--gc-variant``);
 * ``todo_app @ DIR`` for each ``--compare DIR``: another checkout (a change's "before"),
   in the same run, so that machine drift hits both alike;
-* ``raw asyncpg``: ``benchmarks/http_raw.py``, the same routes by hand.
+* ``raw asyncpg``: ``benchmarks/http_raw.py``, the same routes by hand;
+* ``sqlmodel``: ``benchmarks/http_sqlmodel.py``, the same routes on SQLModel +
+  SQLAlchemy's async ORM, as its tutorials write them;
+* ``no database`` (``--floor``): ``benchmarks/http_null.py``, the same routes in
+  FastAPI answering a fixed task: the ceiling of any FastAPI server on this machine.
 
 Endpoints: ``GET /tasks/{id}`` (random ids of 1,000 owners' tasks), ``GET /tasks``
 (first page of 50), ``POST /tasks``, ``PATCH /tasks/{id}`` (a rename, unconditional).
 Each endpoint runs ``wrk -t2 -c32`` (32 connections: more callers than the pool has
 connections, the normal state of a busy app) against each server in turn, in an order
-reversed every round. The table gives requests/s and wrk's p50 / p99 / max latency.
+reversed every round. The table gives requests/s and wrk's p50 / p99 / max latency,
+then each server's requests/s and p99 against raw asyncpg's and SQLModel's.
 The benchmark creates and drops its own database on ``--pg-url`` (default
 ``TEST_DATABASE_URL``).
 """
@@ -59,6 +68,7 @@ from todo_app.settings import DatabaseURL, get_settings
 REPO = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().with_name("gc_probe.py")
 ENDPOINTS = ("GET id", "list", "POST", "PATCH")
+SQLMODEL = "sqlmodel"
 OWNERS = 1000
 
 
@@ -208,18 +218,21 @@ def report(results: dict[str, dict[str, list[Sample]]], args: argparse.Namespace
                          + (f", **{errors} errors**" if errors else ""))  # fmt: skip
         lines.append(f"| {endpoint} | " + " | ".join(cells) + " |")
     raw = "raw asyncpg"
-    lines += ["", "Against raw asyncpg (requests/s ratio; p99 ratio):", ""]
-    for name in names:
-        if name == raw:
+    for base in (raw, SQLMODEL):
+        if base not in names:
             continue
-        parts = []
-        for endpoint, by_name in results.items():
-            rate = statistics.mean(s.rate for s in by_name[name])
-            base_rate = statistics.mean(s.rate for s in by_name[raw])
-            p99 = statistics.mean(s.p99 for s in by_name[name])
-            base_p99 = statistics.mean(s.p99 for s in by_name[raw])
-            parts.append(f"{endpoint} {rate / base_rate:.2f}x / p99 {p99 / base_p99:.2f}x")
-        lines.append(f"- {name}: " + "; ".join(parts))
+        lines += ["", f"Against {base} (requests/s ratio; p99 ratio):", ""]
+        for name in names:
+            if name == base:
+                continue
+            parts = []
+            for endpoint, by_name in results.items():
+                rate = statistics.mean(s.rate for s in by_name[name])
+                base_rate = statistics.mean(s.rate for s in by_name[base])
+                p99 = statistics.mean(s.p99 for s in by_name[name])
+                base_p99 = statistics.mean(s.p99 for s in by_name[base])
+                parts.append(f"{endpoint} {rate / base_rate:.2f}x / p99 {p99 / base_p99:.2f}x")
+            lines.append(f"- {name}: " + "; ".join(parts))
     lines.append("")
     return lines
 
@@ -243,6 +256,18 @@ def collector_report(servers: list[Server]) -> list[str]:
     return [*lines, ""]
 
 
+def install_wrk() -> None:
+    """wrk, installed from Debian's packages when missing (as root, with apt-get)."""
+    if shutil.which("wrk") is not None:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise SystemExit("benchmarks.http needs wrk: sudo apt-get install wrk")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"]):  # fmt: skip
+        subprocess.run(command, env=env, check=True, capture_output=True, timeout=900)
+
+
 async def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -255,22 +280,29 @@ async def main(argv: list[str] | None = None) -> Path:
                         help="checkout whose examples/fastapi_app.py and todo_app to run")  # fmt: skip
     parser.add_argument("--compare", type=Path, action="append", default=[],
                         help="also run this checkout's example and todo_app (repeatable)")  # fmt: skip
-    parser.add_argument("--no-freeze-variant", action="store_true",
-                        help="leave out the run with TODO_APP_GC_FREEZE=0")  # fmt: skip
+    parser.add_argument("--gc-variant", action="store_true",
+                        help="also run the example with TODO_APP_GC_FREEZE=0")  # fmt: skip
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the routes without a database (the ceiling)")  # fmt: skip
+    parser.add_argument("--no-sqlmodel", action="store_true",
+                        help="leave out the SQLModel + SQLAlchemy server")  # fmt: skip
     parser.add_argument("--pg-url", default=None, help="server (default TEST_DATABASE_URL)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        raise SystemExit("benchmarks.http needs wrk: apt-get install wrk")
+    install_wrk()
     pg = DatabaseURL(args.pg_url) if args.pg_url else get_settings().test_database_url
     source = args.todo_app_src.resolve()
     servers = [Server("todo_app", "examples.fastapi_app:app", source)]
-    if not args.no_freeze_variant:
+    if args.gc_variant:
         servers.append(Server("todo_app, no gc freeze", "examples.fastapi_app:app", source,
                               {"TODO_APP_GC_FREEZE": "0"}))  # fmt: skip
     for other in args.compare:
         servers.append(Server(f"todo_app @ {other}", "examples.fastapi_app:app", other.resolve()))
     servers.append(Server("raw asyncpg", "benchmarks.http_raw:app", REPO))
+    if not args.no_sqlmodel:
+        servers.append(Server(SQLMODEL, "benchmarks.http_sqlmodel:app", REPO))
+    if args.floor:
+        servers.append(Server("no database", "benchmarks.http_null:app", REPO))
     url, drop, picks = await prepare(pg, args.rows)
     results: dict[str, dict[str, list[Sample]]] = {
         e: {s.name: [] for s in servers} for e in ENDPOINTS

@@ -75,6 +75,15 @@ async def test_fastapi_example(
                 path, json={"title": "lost"}, headers={**alice, "If-Match": '"1"'}
             )
             assert stale.status_code == 412
+            # A precondition the router cannot honour is refused, never ignored: a
+            # malformed one is 400, a weak tag (never a strong match) 412.
+            for malformed, status in (("abc", 400), ('W/"2"', 412)):
+                refused = await client.patch(
+                    path, json={"title": "lost"}, headers={**alice, "If-Match": malformed}
+                )
+                assert refused.status_code == status, refused.text
+                assert refused.headers["content-type"] == "application/problem+json"
+            assert (await client.get(path, headers=alice)).json()["title"] == "Oat milk"
             done = await client.post(f"{path}/complete", headers=alice)
             assert done.json()["status"] == "completed"
             page = (

@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"repository", "migrator"},
     {"checks", "aerich_bridge"},
     {"testing", "cli", "startup", "__init__", "__main__"},
+    {"contrib"},  # web-framework adapters: on top of everything, imported by nothing
 ]
 
 

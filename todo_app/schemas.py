@@ -28,7 +28,12 @@ Title = Annotated[
             "Surrounding whitespace is stripped; the rest must be "
             f"1..{rules.TITLE_MAX_LENGTH} characters (no NUL, no lone surrogates)."
         ),
-        json_schema_extra={"minLength": 1, "maxLength": rules.TITLE_MAX_LENGTH},
+        # The pattern: something besides whitespace, and no NUL (what clean_title checks).
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": rules.TITLE_MAX_LENGTH,
+            "pattern": r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+        },
     ),
 ]
 Description = Annotated[
@@ -77,15 +82,24 @@ class TaskCreate(BaseModel):
     )
 
 
+def _never_null(schema: dict[str, Any]) -> None:
+    """JSON schema of a field that may be left out but is never null (``null`` is
+    refused by the model validator): its non-null alternative alone."""
+    options = [option for option in schema.pop("anyOf", []) if option.get("type") != "null"]
+    schema.pop("default", None)
+    if len(options) == 1:
+        schema.update(options[0])
+
+
 class TaskUpdate(BaseModel):
     """A partial change. Fields left out stay as they are; an explicit ``null``
     description clears it. Title and status cannot be null."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    title: Title | None = None
+    title: Annotated[Title | None, Field(json_schema_extra=_never_null)] = None
     description: Description = None
-    status: Status | None = None
+    status: Annotated[Status | None, Field(json_schema_extra=_never_null)] = None
 
     @model_validator(mode="after")
     def _no_null_title_or_status(self) -> TaskUpdate:
