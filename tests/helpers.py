@@ -153,3 +153,21 @@ async def bookkeeping(url: DatabaseURL) -> list[str]:
         url, 'SELECT "version" FROM "aerich" WHERE "app" = \'todo_app\' ORDER BY "id"'
     )
     return [str(row[0]) for row in rows]
+
+
+async def cli(url: DatabaseURL, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """The CLI in-process as user alice (in a thread: it runs its own event loop): exit
+    code and output."""
+    import asyncio
+
+    from todo_app.cli import main
+
+    def run() -> int:
+        try:
+            return main(["--db", url.reveal(), "--user", "alice", *args])
+        except SystemExit as exc:
+            return int(exc.code or 0)
+
+    code = await asyncio.to_thread(run)
+    out, err = capsys.readouterr()
+    return code, out + err

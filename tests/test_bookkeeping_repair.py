@@ -5,26 +5,10 @@ decides what is recorded; rows without any table are still refused."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 import todo_app
-from tests.helpers import DIALECTS, FreshURL, bookkeeping, plain_sql
-from todo_app.cli import main
-from todo_app.settings import DatabaseURL
-
-
-async def cli(url: DatabaseURL, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    def run() -> int:
-        try:
-            return main(["--db", url.reveal(), "--user", "alice", *args])
-        except SystemExit as exc:
-            return int(exc.code or 0)
-
-    code = await asyncio.to_thread(run)
-    out, err = capsys.readouterr()
-    return code, out + err
+from tests.helpers import DIALECTS, FreshURL, bookkeeping, cli, plain_sql
 
 
 def names() -> list[str]:

@@ -21,7 +21,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 import todo_app
-from tests.helpers import DIALECTS, FreshURL, raw_insert, row_count
+from tests.helpers import DIALECTS, FreshURL, cli, raw_insert, row_count
 from todo_app import (
     ForeignAerichTable,
     MigrationDataError,
@@ -34,7 +34,6 @@ from todo_app import (
     TaskRepository,
     migration_history,
 )
-from todo_app.cli import main
 from todo_app.config import tortoise_config
 from todo_app.dialects import aerich_columns, read_shape
 from todo_app.migrator import inspect_schema, run_script
@@ -53,20 +52,6 @@ async def connected(url: DatabaseURL, **overrides: Any) -> AsyncIterator[TodoDat
     async with TortoiseContext() as ctx:
         await ctx.init(config=config)
         yield TodoDatabase(url.dialect, url, ctx.connections.get(name), ctx)
-
-
-async def cli(url: DatabaseURL, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """The CLI in-process (in a thread: it runs its own event loop), exit code and output."""
-
-    def run() -> int:
-        try:
-            return main(["--db", url.reveal(), "--user", "alice", *args])
-        except SystemExit as exc:
-            return int(exc.code or 0)
-
-    code = await asyncio.to_thread(run)
-    out, err = capsys.readouterr()
-    return code, out + err
 
 
 async def snapshot(db: TodoDatabase) -> list[tuple[str, ...]]:
