@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -448,3 +449,32 @@ class PgBouncer:
                 self.process.wait(timeout=10)
             if self.process.poll() is None:
                 self.process.kill()
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str | Path, cwd: Path, env: dict[str, str], code: int = 0) -> str:
+    """Run a host's command; its output, or a failure showing it when it did not exit
+    with ``code``."""
+    result = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == code, f"{args} -> {result.returncode}:\n{output}"
+    return output
+
+
+def wheel_venv(base: Path, *packages: str) -> Path:
+    """A virtualenv under ``base``, outside the repository, with this checkout built as
+    a wheel and installed next to ``packages``: what a host project gets."""
+    uv = shutil.which("uv")
+    assert uv, "uv is needed to build the wheel (pip install uv)"
+    env = dict(os.environ)
+    run(uv, "build", "--wheel", "--out-dir", base / "dist", "--quiet", cwd=REPO_ROOT, env=env)
+    (wheel,) = (base / "dist").glob("todo_app-*.whl")
+    run(uv, "venv", "--quiet", "--python", sys.executable, base / "venv", cwd=base, env=env)
+    python = base / "venv" / "bin" / "python"
+    run(uv, "pip", "install", "--quiet", "--python", python, wheel, *packages, cwd=base, env=env)
+    return base / "venv"

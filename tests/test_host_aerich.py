@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.error
@@ -30,9 +28,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import DIALECTS, FreshURL, bookkeeping
+from tests.infra import run, wheel_venv
 from todo_app.settings import DatabaseURL
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ORDERS = ["host first", "todo_app first", "generate_schemas first"]
 
 FILES = {
@@ -169,35 +167,10 @@ FILES = {
 }
 
 
-def run(*args: str | Path, cwd: Path, env: dict[str, str], code: int = 0) -> str:
-    result = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == code, f"{args} -> {result.returncode}:\n{output}"
-    return output
-
-
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtualenv outside the repository with the built wheel, FastAPI and uvicorn."""
-    uv = shutil.which("uv")
-    assert uv, "uv is needed to build the wheel (pip install uv)"
-    base = tmp_path_factory.mktemp("aerich-host")
-    env = dict(os.environ)
-    run(uv, "build", "--wheel", "--out-dir", base / "dist", "--quiet", cwd=REPO_ROOT, env=env)
-    (wheel,) = (base / "dist").glob("todo_app-*.whl")
-    run(uv, "venv", "--quiet", "--python", sys.executable, base / "venv", cwd=base, env=env)
-    python = base / "venv" / "bin" / "python"
-    run(uv, "pip", "install", "--quiet", "--python", python, wheel, "fastapi", "uvicorn",
-        cwd=base, env=env)  # fmt: skip
-    return base / "venv"
+    return wheel_venv(tmp_path_factory.mktemp("aerich-host"), "fastapi", "uvicorn")
 
 
 def write_host(root: Path, env: dict[str, str]) -> None:

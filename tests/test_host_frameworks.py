@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.request
@@ -24,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import DIALECTS, FreshURL
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.infra import wheel_venv
 
 SETTINGS = """
     import os
@@ -164,28 +161,13 @@ APPS = {
 }
 
 
-def run(*args: str | Path, cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, f"{args} -> {result.returncode}:\n{result.stdout}{result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtualenv outside the repository: the built wheel, the four frameworks, uvicorn."""
-    uv = shutil.which("uv")
-    assert uv, "uv is needed to build the wheel (pip install uv)"
-    base = tmp_path_factory.mktemp("frameworks")
-    env = dict(os.environ)
-    run(uv, "build", "--wheel", "--out-dir", base / "dist", "--quiet", cwd=REPO_ROOT, env=env)
-    (wheel,) = (base / "dist").glob("todo_app-*.whl")
-    run(uv, "venv", "--quiet", "--python", sys.executable, base / "venv", cwd=base, env=env)
-    python = base / "venv" / "bin" / "python"
-    run(uv, "pip", "install", "--quiet", "--python", python, wheel, "uvicorn", "fastapi",
-        "starlette", "litestar", "quart", cwd=base, env=env)  # fmt: skip
-    return base / "venv"
+    return wheel_venv(
+        tmp_path_factory.mktemp("frameworks"),
+        "uvicorn", "fastapi", "starlette", "litestar", "quart",
+    )  # fmt: skip
 
 
 def _http(method: str, url: str) -> tuple[int, object]:
