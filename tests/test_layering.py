@@ -12,12 +12,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "todo_app"
 
 #: Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[set[str]] = [
-    {"errors", "rules", "pool", "schema", "consistency"},
-    {"dsn", "schemas", "pagination", "schema_history", "engine", "sqlite_engine"},
+    {"errors", "rules", "schema", "consistency"},
+    {"dsn", "schemas", "pagination", "schema_history"},
     {"connection"},
+    # Each database's connection layer: URL -> credentials, pool hooks, Tortoise engine.
+    {"dialects.postgres.pool", "dialects.postgres.connect", "dialects.postgres.engine"},
+    {"dialects.sqlite.connect", "dialects.sqlite.engine"},
     {"settings"},
     {"config", "models"},
     {"dialects.base"},
+    {"dialects.postgres.replication"},
     {"dialects.postgres", "dialects.sqlite", "dialects"},
     {"transactions"},
     {"guard"},
@@ -27,12 +31,21 @@ LAYERS: list[set[str]] = [
     {"testing", "cli", "startup", "__init__", "__main__"},
     {"contrib"},  # web-framework adapters: on top of everything, imported by nothing
 ]
+#: Database drivers: imported only inside their database's package.
+DRIVERS = {
+    "asyncpg": "dialects.postgres",
+    "sqlite3": "dialects.sqlite",
+    "aiosqlite": "dialects.sqlite",
+}
 
 
 def _rank(module: str) -> int:
-    for rank, layer in enumerate(LAYERS):
-        if module in layer or module.split(".")[0] in layer:
-            return rank
+    """The layer of ``module``: its own entry, else its package's nearest one."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        for rank, layer in enumerate(LAYERS):
+            if ".".join(parts[:end]) in layer:
+                return rank
     raise AssertionError(f"todo_app.{module} is in no layer of {__file__}: place it")
 
 
@@ -57,9 +70,7 @@ def test_no_import_runs_against_the_flow() -> None:
     modules = sorted(PACKAGE.rglob("*.py"))
     assert modules
     for path in modules:
-        relative = path.relative_to(PACKAGE).with_suffix("")
-        parts = [p for p in relative.parts if p != "__init__"] or ["__init__"]
-        module = ".".join(parts)
+        module = _module_name(path)
         if module.startswith("_migrations"):
             continue
         for imported in _imports(path):
@@ -68,6 +79,36 @@ def test_no_import_runs_against_the_flow() -> None:
             if _rank(imported) > _rank(module):
                 wrong.append(f"todo_app.{module} imports todo_app.{imported}")
     assert wrong == []
+
+
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE).with_suffix("")
+    return ".".join(p for p in relative.parts if p != "__init__") or "__init__"
+
+
+def test_only_a_databases_own_package_imports_its_driver() -> None:
+    """asyncpg, sqlite3 and aiosqlite are imported (deferred imports included) only in
+    ``todo_app/dialects/<database>/``: each database lives in one place."""
+    found: dict[str, set[str]] = {driver: set() for driver in DRIVERS}
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                driver = name.split(".")[0]
+                if driver in DRIVERS:
+                    found[driver].add(module)
+                    if not module.startswith(DRIVERS[driver] + "."):
+                        wrong.append(f"todo_app.{module} imports {name}")
+    assert wrong == []
+    # The check sees the imports it polices: each driver is imported somewhere.
+    assert all(found.values()), found
 
 
 def test_no_module_reaches_into_another_ones_private_names() -> None:

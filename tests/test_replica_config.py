@@ -307,8 +307,11 @@ async def test_read_connections_missing_or_not_postgresql_are_not_used(
 def test_what_a_failed_replica_read_says_about_the_replica() -> None:
     import asyncpg
 
+    from todo_app.dialects.postgres.replication import StreamingReplication
+
     rs = ReplicaSet.__new__(ReplicaSet)
     rs.policy, rs._samples = ReplicaPolicy(("ro",)), deque()
+    rs.replication = StreamingReplication()
     replica = _Replica("ro", client=None)
     for error, state in (
         (asyncpg.SerializationError("canceling statement due to conflict with recovery"), "ok"),

@@ -296,10 +296,10 @@ async def test_a_lock_left_by_a_hosts_own_failed_open_is_recovered(
 ) -> None:
     """A host's own query on Tortoise's client fails to open the file and leaves the
     client's lock held (Tortoise 1.1.9); todo_app's next call still answers."""
-    import todo_app.dialects.sqlite
+    import todo_app.dialects.sqlite.dialect
 
     # How long a lock held by nobody who opened anything is waited for (15 s).
-    monkeypatch.setattr(todo_app.dialects.sqlite, "_OPEN_WAIT", 0.5, raising=False)
+    monkeypatch.setattr(todo_app.dialects.sqlite.dialect, "_OPEN_WAIT", 0.5, raising=False)
     url, fix = _open_fault(fault, tmp_path)
     async with TortoiseContext():
         await Tortoise.init(config=_plain_config(url))

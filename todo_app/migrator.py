@@ -41,7 +41,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 from todo_app.config import APP_LABEL, app_config, tortoise_config
-from todo_app.dialects import Dialect, dialect_for, translate
+from todo_app.dialects import dialect_for, translate
+from todo_app.dialects.base import Dialect
 from todo_app.errors import (
     MigrationDataError,
     MigrationError,

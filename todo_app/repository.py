@@ -23,8 +23,8 @@ from typing import Any, Concatenate, Final, NoReturn, ParamSpec, TypeVar
 import pydantic
 
 from todo_app import replicas, rules
-from todo_app.dialects import Runner, Statements, translate
-from todo_app.dialects.base import MALFORMED, model_columns
+from todo_app.dialects import Runner, translate
+from todo_app.dialects.base import MALFORMED, Statements, model_columns
 from todo_app.errors import (
     TaskConflict,
     TaskDataError,

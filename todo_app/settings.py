@@ -25,10 +25,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from todo_app.connection import check_url
+from todo_app.connection import DEFAULT_POOL_TIMEOUT, check_url
 from todo_app.dsn import DatabaseURL, DatabaseURLError, SSLMode
 from todo_app.errors import TodoAppError
-from todo_app.pool import DEFAULT_POOL_TIMEOUT
 
 __all__ = [
     "DEFAULT_DATABASE_URL",

@@ -234,7 +234,11 @@ class SQLiteDialect(Dialect):
         lock = getattr(client, "_lock", None)
         if not isinstance(lock, asyncio.Lock) or not hasattr(client, "create_connection"):
             return  # not the client we know: it opens its connection itself
-        from todo_app.sqlite_engine import client_class, discard_connection, open_connection
+        from todo_app.dialects.sqlite.engine import (
+            client_class,
+            discard_connection,
+            open_connection,
+        )
 
         # Tortoise's own open, made safe, where its internals are as expected.
         opener = open_connection if client_class is not SqliteClient else None
