@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "todo_app"
 
 #: Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[set[str]] = [
-    {"errors", "rules", "schema", "consistency"},
+    {"errors", "rules", "table_shape", "tokens", "replica_policy"},
     {"dsn", "schemas", "pagination", "schema_history"},
     {"connection"},
     # Each database's connection layer: URL -> credentials, pool hooks, Tortoise engine.
@@ -24,10 +24,10 @@ LAYERS: list[set[str]] = [
     {"dialects.postgres.replication"},
     {"dialects.postgres", "dialects.sqlite", "dialects"},
     {"transactions"},
-    {"guard"},
+    {"schema_state"},
     {"replicas"},
     {"repository", "migrator"},
-    {"checks", "aerich_bridge"},
+    {"startup_check", "aerich_bridge"},
     {"testing", "cli", "startup", "__init__", "__main__"},
     {"contrib"},  # web-framework adapters: on top of everything, imported by nothing
 ]

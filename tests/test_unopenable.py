@@ -34,7 +34,6 @@ from tortoise.context import TortoiseContext
 import todo_app
 from tests.helpers import FreshURL
 from todo_app import TaskCreate, TaskRepository, TaskStoreError, TaskStoreUnavailable
-from todo_app.checks import ensure_schema_current
 from todo_app.cli import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from todo_app.migrator import (
     applied_migrations,
@@ -44,6 +43,7 @@ from todo_app.migrator import (
     plan_downgrade,
 )
 from todo_app.settings import get_settings
+from todo_app.startup_check import ensure_schema_current
 
 #: A hard bound on any one call: a hang fails the test instead of stalling it.
 HARD_LIMIT = 30.0

@@ -9,7 +9,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from todo_app.checks import ensure_schema_current
     from todo_app.config import APP_LABEL, app_config, connection_entry, tortoise_config
     from todo_app.errors import (
         ForeignAerichTable,
@@ -44,11 +43,13 @@ if TYPE_CHECKING:
         upgrade,
     )
     from todo_app.models import Task, TaskStatus
-    from todo_app.replicas import ReplicaStatus, newest_token, on_replica_state, replica_status
+    from todo_app.replicas import ReplicaStatus, on_replica_state, replica_status
     from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
     from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
     from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
     from todo_app.startup import freeze_startup_objects, lifespan
+    from todo_app.startup_check import ensure_schema_current
+    from todo_app.tokens import newest_token
 
 _EXPORTS: dict[str, str] = {
     "APP_LABEL": "todo_app.config",
@@ -56,7 +57,7 @@ _EXPORTS: dict[str, str] = {
     "DatabaseURLError": "todo_app.errors",
     "ReadOnlyModel": "todo_app.errors",
     "ReplicaStatus": "todo_app.replicas",
-    "newest_token": "todo_app.replicas",
+    "newest_token": "todo_app.tokens",
     "on_replica_state": "todo_app.replicas",
     "replica_status": "todo_app.replicas",
     "TodoAppError": "todo_app.errors",
@@ -93,7 +94,7 @@ _EXPORTS: dict[str, str] = {
     "applied_migrations": "todo_app.migrator",
     "check_drift": "todo_app.migrator",
     "downgrade": "todo_app.migrator",
-    "ensure_schema_current": "todo_app.checks",
+    "ensure_schema_current": "todo_app.startup_check",
     "freeze_startup_objects": "todo_app.startup",
     "lifespan": "todo_app.startup",
     "get_settings": "todo_app.settings",

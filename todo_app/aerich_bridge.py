@@ -29,7 +29,6 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from todo_app.config import APP_LABEL
 from todo_app.dialects import dialect_for
 from todo_app.errors import MigrationPlanError, SchemaAhead, SchemaMismatch
-from todo_app.guard import SOURCE_DIR
 from todo_app.migrator import (
     adopt,
     inspect_schema,
@@ -37,6 +36,7 @@ from todo_app.migrator import (
     migration_history,
     run_script,
 )
+from todo_app.schema_state import SOURCE_DIR
 
 __all__ = [
     "InstallReport",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from todo_app import consistency
+from todo_app import replica_policy
 from todo_app.connection import tortoise_connection
 from todo_app.settings import (
     DatabaseURL,
@@ -50,7 +50,7 @@ def app_config(
     it leaves the record alone.
     """
     if read_connections is not None:
-        consistency.register(
+        replica_policy.register(
             connection_name,
             read_connections,
             max_lag=replica_max_lag,

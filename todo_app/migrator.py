@@ -55,7 +55,8 @@ from todo_app.errors import (
     TaskStoreUnavailable,
     TodoAppError,
 )
-from todo_app.guard import (
+from todo_app.models import Task
+from todo_app.schema_state import (
     HOW_TO_MIGRATE,
     MIGRATIONS_DIR,
     Migration,
@@ -64,13 +65,12 @@ from todo_app.guard import (
     migration_history,
     recorded_migrations,
 )
-from todo_app.models import Task
-from todo_app.schema import TABLE, TableShape
 from todo_app.settings import DatabaseURL
+from todo_app.table_shape import TABLE, TableShape
 from todo_app.transactions import write_transaction
 
 # adopt, connection_to, run_script and translated are the runner's parts that the
-# package's other adapters reuse (todo_app.checks, todo_app.aerich_bridge); todo_app
+# package's other adapters reuse (todo_app.startup_check, todo_app.aerich_bridge); todo_app
 # does not re-export them.
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",

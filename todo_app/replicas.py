@@ -74,33 +74,19 @@ from typing import Any, Final, Protocol
 
 from tortoise.backends.base.client import TransactionalDBClient
 
-from todo_app import consistency
-from todo_app.consistency import (
-    PRIMARY,
-    PRIMARY_TOKEN,
-    ReplicaPolicy,
-    format_token,
-    lsn,
-    newest_token,
-    parse_token,
-    register,
-)
+from todo_app import replica_policy
 from todo_app.dialects import replication_of
 from todo_app.dialects.base import Replication
+from todo_app.replica_policy import ReplicaPolicy
+from todo_app.tokens import PRIMARY, lsn
 
 __all__ = [
-    "PRIMARY_TOKEN",
     "REPLICA_STATUS_TIMEOUT",
-    "ReplicaPolicy",
     "ReplicaStatus",
     "after_write",
-    "format_token",
     "in_use",
-    "newest_token",
     "on_replica_state",
-    "parse_token",
     "reader",
-    "register",
     "replica_status",
 ]
 
@@ -323,7 +309,7 @@ class ReplicaSet:
         self.add_sample(at, int(lsn))
 
     async def _check(self, replica: _Replica) -> None:
-        from todo_app.guard import inspect_schema, schema_verdict
+        from todo_app.schema_state import inspect_schema, schema_verdict
 
         try:
             async with self.replication.acquire(replica.client) as connection:
@@ -548,7 +534,7 @@ def on_replica_state(callback: StateCallback) -> Callable[[], None]:
 
 def _replica_set(db: Any) -> ReplicaSet | None:
     """The replica set of ``db`` (a primary client outside a transaction), if any."""
-    policy = consistency.policies.get(db.connection_name)
+    policy = replica_policy.policies.get(db.connection_name)
     if policy is None or replication_of(db) is None:
         return None
     if isinstance(db, TransactionalDBClient):
@@ -605,7 +591,7 @@ def reader(
     for ``fallback(db)`` itself (no replicas, inside a transaction, the ``primary``
     token, a ``max_lag`` of 0). ``fallback`` makes the primary's reader (``Runner``);
     ``max_lag`` is the read's own lag bound (s), within the configured one."""
-    if not consistency.policies or token == PRIMARY:
+    if not replica_policy.policies or token == PRIMARY:
         return None  # the common case costs this one test
     if max_lag is not None and max_lag <= 0:
         return None  # no replica can prove it holds what was committed an instant ago
@@ -618,7 +604,7 @@ def reader(
 def in_use() -> bool:
     """Whether any connection has read replicas: without them the repository's
     replica seam costs this one test per write."""
-    return bool(consistency.policies)
+    return bool(replica_policy.policies)
 
 
 async def after_write(db: Any, token: int | None) -> int | None:
@@ -626,7 +612,7 @@ async def after_write(db: Any, token: int | None) -> int | None:
     position now, which lies at or after the write's commit record. Unchanged when ``db``
     has no replicas; ``PRIMARY`` inside the caller's transaction (the commit is still
     to come) or when the position cannot be read (the write itself succeeded)."""
-    policy = consistency.policies.get(db.connection_name) if consistency.policies else None
+    policy = replica_policy.policies.get(db.connection_name) if replica_policy.policies else None
     if policy is None or replication_of(db) is None:
         return token
     if isinstance(db, TransactionalDBClient):

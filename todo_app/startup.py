@@ -84,9 +84,9 @@ async def lifespan(
     The context is the process's fallback for every task (request handlers run in
     tasks the start-up never saw): one ``lifespan`` per process at a time.
     """
-    from todo_app.checks import ensure_schema_current
     from todo_app.config import tortoise_config
     from todo_app.migrator import migrate
+    from todo_app.startup_check import ensure_schema_current
 
     if schema not in ("check", "migrate", "skip"):
         raise ValueError(f"schema must be 'check', 'migrate' or 'skip', not {schema!r}")

@@ -95,8 +95,8 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 async def cmd_check(args: argparse.Namespace) -> int:
     from todo_app.aerich_bridge import host_migrations_dir, missing_from
-    from todo_app.checks import schema_verdict
     from todo_app.migrator import check_drift, inspect_schema
+    from todo_app.schema_state import schema_verdict
 
     drift = await check_drift()
     if drift:

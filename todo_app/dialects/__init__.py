@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from todo_app.errors import TaskError, TaskStoreTimeout
-from todo_app.schema import TABLE, TableShape
+from todo_app.table_shape import TABLE, TableShape
 
 if TYPE_CHECKING:
     from tortoise.backends.base.client import BaseDBAsyncClient

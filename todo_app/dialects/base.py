@@ -31,7 +31,7 @@ from todo_app.config import APP_LABEL
 from todo_app.errors import TaskConflict, TaskError, TaskValidationError
 from todo_app.models import Task
 from todo_app.rules import TaskStatus
-from todo_app.schema import TableShape
+from todo_app.table_shape import TableShape
 
 __all__ = [
     "MALFORMED",

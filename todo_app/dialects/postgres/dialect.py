@@ -47,7 +47,7 @@ from todo_app.errors import (
     TaskStoreUnavailable,
     TaskValidationError,
 )
-from todo_app.schema import TableShape, column_definition, index_definition
+from todo_app.table_shape import TableShape, column_definition, index_definition
 
 __all__ = ["PostgresDialect"]
 

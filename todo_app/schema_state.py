@@ -21,8 +21,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from todo_app.config import APP_LABEL
 from todo_app.dialects import aerich_columns, dialect_for, read_shape
 from todo_app.errors import ForeignAerichTable, MigrationPlanError, SchemaOutOfDate
-from todo_app.schema import TableShape, differences
 from todo_app.schema_history import SHAPES
+from todo_app.table_shape import TableShape, differences
 
 __all__ = [
     "HOW_TO_MIGRATE",
