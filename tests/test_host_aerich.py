@@ -29,7 +29,7 @@ import pytest
 
 from tests.helpers import DIALECTS, FreshURL, bookkeeping
 from tests.infra import run, wheel_venv
-from todo_app.settings import DatabaseURL
+from todo_app.dsn import DatabaseURL
 
 ORDERS = ["host first", "todo_app first", "generate_schemas first"]
 
@@ -454,7 +454,7 @@ async def test_installed_stub_refuses_a_table_that_is_something_else(
 def test_install_locations(tmp_path: Path) -> None:
     import todo_app
     from todo_app.aerich_bridge import host_migrations_dir, install_migrations
-    from todo_app.migrator import MIGRATIONS_DIR
+    from todo_app.schema_state import MIGRATIONS_DIR
 
     pyproject = tmp_path / "pyproject.toml"
     assert host_migrations_dir(pyproject) is None  # no file

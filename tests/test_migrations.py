@@ -31,10 +31,10 @@ from todo_app import (
     tortoise_config,
     upgrade,
 )
-from todo_app.migrator import MIGRATIONS_DIR
+from todo_app.dsn import DatabaseURL
 from todo_app.models import Task
 from todo_app.schema_history import SHAPES
-from todo_app.settings import DatabaseURL
+from todo_app.schema_state import MIGRATIONS_DIR
 from todo_app.testing import TodoDatabase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,8 @@ from tests.helpers import DIALECTS, FreshURL, pool_releases, postgres_url, serve
 from todo_app import TaskCreate, TaskRepository, TaskStoreTimeout, TaskStoreUnavailable
 from todo_app.cli.exits import EXIT_UNREACHABLE, translate
 from todo_app.dialects.postgres.pool import is_fair, make_fair, mark_clean, release_clean
-from todo_app.settings import DatabaseURL, Settings
+from todo_app.dsn import DatabaseURL
+from todo_app.settings import Settings
 
 GiveBack = Callable[[Any, Any], Awaitable[None]]
 QUEUED = 20

@@ -36,9 +36,10 @@ from todo_app import (
 )
 from todo_app.config import tortoise_config
 from todo_app.dialects import aerich_columns, read_shape
-from todo_app.migrator import inspect_schema, run_script
+from todo_app.dsn import DatabaseURL
+from todo_app.migrator import run_script
 from todo_app.schema_history import SHAPES
-from todo_app.settings import DatabaseURL
+from todo_app.schema_state import inspect_schema
 from todo_app.testing import TodoDatabase
 
 NAMES = [migration.filename for migration in migration_history()]

@@ -40,8 +40,8 @@ from todo_app import (
 from todo_app.cli import main
 from todo_app.config import tortoise_config
 from todo_app.dialects import read_shape
+from todo_app.dsn import DatabaseURL
 from todo_app.schema_history import SHAPES
-from todo_app.settings import DatabaseURL
 from todo_app.testing import TodoDatabase
 
 NAMES = [migration.filename for migration in migration_history()]

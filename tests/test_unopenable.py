@@ -34,7 +34,7 @@ from tortoise.context import TortoiseContext
 import todo_app
 from tests.helpers import FreshURL
 from todo_app import TaskCreate, TaskRepository, TaskStoreError, TaskStoreUnavailable
-from todo_app.cli import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from todo_app.cli.exits import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from todo_app.migrator import (
     applied_migrations,
     downgrade,

@@ -11,13 +11,9 @@ from typing import Any, Final
 
 from todo_app import replica_policy
 from todo_app.connection import tortoise_connection
-from todo_app.settings import (
-    DatabaseURL,
-    DatabaseURLError,
-    Settings,
-    check_read_url,
-    get_settings,
-)
+from todo_app.dsn import DatabaseURL
+from todo_app.errors import DatabaseURLError
+from todo_app.settings import Settings, check_read_url, get_settings
 
 __all__ = ["APP_LABEL", "MODELS_MODULE", "app_config", "connection_entry", "tortoise_config"]
 

@@ -23,7 +23,8 @@ import re
 from types import ModuleType
 from typing import Any, Final
 
-from todo_app.dsn import DatabaseURL, DatabaseURLError, SSLMode
+from todo_app.dsn import DatabaseURL, SSLMode
+from todo_app.errors import DatabaseURLError
 
 __all__ = [
     "CONNECTORS",

@@ -43,6 +43,7 @@ from tortoise.context import TortoiseContext
 from todo_app.config import APP_LABEL, app_config, tortoise_config
 from todo_app.dialects import dialect_for, translate
 from todo_app.dialects.base import Dialect
+from todo_app.dsn import DatabaseURL
 from todo_app.errors import (
     MigrationDataError,
     MigrationError,
@@ -57,15 +58,12 @@ from todo_app.errors import (
 )
 from todo_app.models import Task
 from todo_app.schema_state import (
-    HOW_TO_MIGRATE,
-    MIGRATIONS_DIR,
     Migration,
     SchemaState,
     inspect_schema,
     migration_history,
     recorded_migrations,
 )
-from todo_app.settings import DatabaseURL
 from todo_app.table_shape import TABLE, TableShape
 from todo_app.transactions import write_transaction
 
@@ -74,24 +72,17 @@ from todo_app.transactions import write_transaction
 # does not re-export them.
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
-    "HOW_TO_MIGRATE",
-    "MIGRATIONS_DIR",
     "DowngradePlan",
-    "Migration",
-    "MigrationError",
     "RevertStep",
-    "SchemaState",
     "Target",
     "adopt",
     "applied_migrations",
     "check_drift",
     "connection_to",
     "downgrade",
-    "inspect_schema",
     "lock_aerich_transaction",
     "lock_in_transaction",
     "migrate",
-    "migration_history",
     "pending_migrations",
     "plan_downgrade",
     "run_script",

@@ -33,8 +33,9 @@ from todo_app.errors import (
     TaskStoreError,
     TaskValidationError,
 )
-from todo_app.models import Task, TaskStatus, utc_now
+from todo_app.models import Task
 from todo_app.pagination import Cursor, Order
+from todo_app.rules import TaskStatus, utc_now
 from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
 
 __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]

@@ -25,16 +25,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from todo_app.compat import require
 from todo_app.connection import DEFAULT_POOL_TIMEOUT, check_url
-from todo_app.dsn import DatabaseURL, DatabaseURLError, SSLMode
-from todo_app.errors import TodoAppError
+from todo_app.dsn import DatabaseURL, SSLMode
+from todo_app.errors import DatabaseURLError, TodoAppError
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_TEST_DATABASE_URL",
-    "DatabaseURL",
-    "DatabaseURLError",
-    "SSLMode",
     "Settings",
     "SettingsError",
     "check_read_url",
@@ -211,6 +209,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        require("pydantic_settings.dotenv_hooks")  # _StrictDotEnv's overrides
         env_file = getattr(dotenv_settings, "env_file", None)
         strict = _StrictDotEnv(settings_cls, env_file=env_file)
         return init_settings, env_settings, strict, file_secret_settings

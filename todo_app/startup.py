@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from tortoise.context import TortoiseContext
 
+from todo_app.compat import global_fallback
 from todo_app.settings import Settings, get_settings
 
 __all__ = ["freeze_startup_objects", "lifespan"]
@@ -94,7 +95,7 @@ async def lifespan(
     async with TortoiseContext() as context:
         await context.init(
             config=config if config is not None else tortoise_config(settings=settings),
-            _enable_global_fallback=True,
+            _enable_global_fallback=global_fallback(),
         )
         if schema == "migrate":
             await migrate()

@@ -54,12 +54,14 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 from tortoise.models import Model
 
+from todo_app.compat import require
 from todo_app.config import APP_LABEL, tortoise_config
 from todo_app.dialects.postgres.connect import create_database, drop_database
+from todo_app.dsn import DatabaseURL
 from todo_app.errors import TaskStoreUnavailable
 from todo_app.migrator import upgrade
 from todo_app.models import Task
-from todo_app.settings import DatabaseURL, get_settings
+from todo_app.settings import get_settings
 
 __all__ = ["PostgresServer", "TodoDatabase"]
 
@@ -300,6 +302,7 @@ async def _build_schema(db: TodoDatabase, extra_apps: ExtraApps) -> None:
     models = _extra_models(db, extra_apps)
     if not models:
         return
+    require("tortoise.schema_generator_hooks")  # HostModelsOnly's overrides
     own_tables = {model._meta.db_table for model in models}
     base: type[Any] = db.connection.schema_generator
 

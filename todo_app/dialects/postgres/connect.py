@@ -25,8 +25,8 @@ from typing import Any, Final
 
 from todo_app.connection import integer_param
 from todo_app.dialects.postgres.pool import LibpqConnect, TcpKeepalives, reset_session
-from todo_app.dsn import REFUSED_KEYS, DatabaseURL, DatabaseURLError, SSLMode
-from todo_app.errors import TaskStoreUnavailable
+from todo_app.dsn import REFUSED_KEYS, DatabaseURL, SSLMode
+from todo_app.errors import DatabaseURLError, TaskStoreUnavailable
 
 __all__ = [
     "connect_once",

@@ -27,6 +27,7 @@ from tortoise.backends.base.client import (
     TransactionalDBClient,
 )
 
+from todo_app.compat import client_pool
 from todo_app.connection import connection_failure, is_connection_failure
 from todo_app.dialects.base import (
     Dialect,
@@ -144,7 +145,7 @@ class PostgresDialect(Dialect):
     async def fetch(
         self, db: BaseDBAsyncClient, sql: str, values: list[Any], *, idempotent: bool
     ) -> Rows:
-        pool = getattr(db, "_pool", None)
+        pool = client_pool(db)
         if pool is None or isinstance(db, TransactionalDBClient):
             try:
                 return await self._through_tortoise(db, sql, values)

@@ -22,7 +22,7 @@ from tortoise.backends.asyncpg.client import AsyncpgDBClient
 from todo_app.connection import DEFAULT_POOL_TIMEOUT
 from todo_app.dialects.postgres.pool import make_fair
 
-__all__ = ["BoundedConnection", "FairPoolClient", "client_class"]
+__all__ = ["BoundedConnection", "FairPoolClient", "bounded_hooks_present", "client_class"]
 
 #: Longest a cancel request sent in the background (see BoundedConnection) may take.
 CANCEL_REQUEST_TIMEOUT: Final = 10.0
@@ -95,6 +95,15 @@ class BoundedConnection(Connection):  # type: ignore[misc]  # asyncpg is untyped
                 and getattr(peer, "_addr", None) == self._addr
             ):
                 peer.terminate()
+
+
+def bounded_hooks_present() -> bool:
+    """Whether asyncpg still calls the private methods :class:`BoundedConnection`
+    overrides and has what they use (``todo_app.compat`` lists the check)."""
+    return all(
+        callable(getattr(Connection, name, None))
+        for name in ("_cancel_current_command", "_execute", "_abort")
+    ) and callable(getattr(connect_utils, "_cancel", None))
 
 
 async def _cancel_request(

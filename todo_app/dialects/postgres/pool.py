@@ -51,6 +51,7 @@ __all__ = [
     "LibpqConnect",
     "TcpKeepalives",
     "direct_release",
+    "fair_queue_possible",
     "is_fair",
     "make_fair",
     "mark_clean",
@@ -130,6 +131,14 @@ def direct_release() -> bool:
         callable(getattr(cls, name, None))
         for cls, name in ((holder, "release"), (connection.Connection, "_on_release"))
     ) and "_timeout" in getattr(holder, "__slots__", ())
+
+
+def fair_queue_possible() -> bool:
+    """Whether the installed asyncpg's pool keeps its free connections in ``_queue``,
+    the attribute :func:`make_fair` changes (``todo_app.compat`` lists the check)."""
+    from asyncpg import pool
+
+    return "_queue" in pool.Pool.__init__.__code__.co_names
 
 
 class _FairHandOff(asyncio.Queue[Any]):

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+from todo_app.compat import client_pool
 from todo_app.connection import connection_failure, is_connection_failure
 from todo_app.dialects.base import Replication
 from todo_app.dialects.postgres.pool import mark_clean, release_clean
@@ -50,7 +51,7 @@ class StreamingReplication(Replication):
     committed_position = _COMMITTED_POSITION
 
     def prepare_replica(self, client: Any) -> None:
-        if getattr(client, "_pool", None) is None and hasattr(client, "pool_minsize"):
+        if client_pool(client) is None and hasattr(client, "pool_minsize"):
             # No connection floor: the checks are a replica's reconnect loop. asyncpg
             # would keep one by reconnecting a replica that is down in the background,
             # logging a traceback at every attempt.
@@ -60,7 +61,7 @@ class StreamingReplication(Replication):
     async def acquire(self, client: Any) -> AsyncIterator[Any]:
         """A pooled asyncpg connection of ``client`` for todo_app's own statements only
         (so the pool may skip its reset: see ``todo_app.dialects.postgres.pool``)."""
-        pool = client._pool
+        pool = client_pool(client)
         if pool is None:  # not opened yet: Tortoise opens it, once, under its lock
             async with client.acquire_connection() as connection:
                 mark_clean(connection)

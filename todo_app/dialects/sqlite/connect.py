@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from todo_app.connection import integer_param
-from todo_app.dsn import DatabaseURL, DatabaseURLError
+from todo_app.dsn import DatabaseURL
+from todo_app.errors import DatabaseURLError
 
 __all__ = ["describe_failure", "is_connection_failure", "sqlite_credentials", "tortoise_connection"]
 
