@@ -19,7 +19,10 @@ import pytest
 from tortoise.exceptions import DBConnectionError
 
 from todo_app import errors
-from todo_app.cli import (
+from todo_app.cli import exits as exit_table
+from todo_app.cli import process
+from todo_app.cli.exits import (
+    EXIT_CODES_HELP,
     EXIT_CONFLICT,
     EXIT_ERROR,
     EXIT_LOCKED,
@@ -31,12 +34,11 @@ from todo_app.cli import (
     EXIT_USAGE,
     EXIT_VALIDATION,
     CliError,
-    process,
+    first_line,
+    translate,
 )
-from todo_app.cli import exits as exit_table
-from todo_app.cli.exits import EXIT_CODES_HELP, first_line, translate
+from todo_app.dsn import DatabaseURL
 from todo_app.schemas import TaskCreate
-from todo_app.settings import DatabaseURL
 
 URL = DatabaseURL("postgresql://user:s3cret@db.example/tasks")
 

@@ -588,7 +588,7 @@ async def test_connect_hook_tries_hosts_and_transports_in_libpq_order(
 ) -> None:
     import asyncpg
 
-    from todo_app.pool import LibpqConnect
+    from todo_app.dialects.postgres.pool import LibpqConnect
 
     tried: list[tuple[object, object, object]] = []
 
@@ -623,7 +623,7 @@ async def test_connect_hook_stops_at_a_live_server_that_refuses(
 ) -> None:
     import asyncpg
 
-    from todo_app.pool import LibpqConnect
+    from todo_app.dialects.postgres.pool import LibpqConnect
 
     tried: list[object] = []
 

@@ -1,7 +1,7 @@
 """The table each migration leaves behind, per dialect: frozen, like the migrations.
 
 Written once, when a migration is written, from what the database reports after
-applying it (``todo_app.schema.shape_literal`` prints it), and never edited after:
+applying it (``todo_app.table_shape.shape_literal`` prints it), and never edited after:
 a later version of the package must still recognise the tables older ones made.
 ``tests/test_schema_guard.py`` applies the migrations one by one on both dialects and
 asserts each recorded shape is exactly what the database holds.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from todo_app.schema import TableShape
+from todo_app.table_shape import TableShape
 
 __all__ = ["SHAPES"]
 
