@@ -7,7 +7,6 @@ config with :func:`tortoise_config`), apply its migrations with :func:`upgrade`
 
 import ast
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 # The public API, listed once: each name with the module that defines it. Type
@@ -71,8 +70,14 @@ if TYPE_CHECKING:
 
 def _exports() -> dict[str, str]:
     """Each public name -> its defining module, read from the ``TYPE_CHECKING`` imports
-    above: the one list of the API, for type checkers and the run time alike."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    above: the one list of the API, for type checkers and the run time alike.
+
+    The source comes through the module's loader, so a zipped install reads it too."""
+    get_source = getattr(__spec__.loader if __spec__ else None, "get_source", None)
+    source = get_source(__name__) if get_source is not None else None
+    if source is None:  # pragma: no cover - a sourceless (.pyc-only) install
+        raise ImportError("todo_app needs its source files: install it from the wheel")
+    tree = ast.parse(source)
     block = next(
         node
         for node in tree.body
