@@ -369,9 +369,8 @@ def test_relative_links_lead_somewhere(page: Path) -> None:
         resolved = (page.parent / path).resolve() if path else page
         if resolved in NOT_YET_WRITTEN and not resolved.exists():
             continue
-        if not resolved.exists():
-            broken.append(target)
-        elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
+        missing = not resolved.exists()
+        if missing or (anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved)):
             broken.append(target)
     assert broken == [], f"{page.name}: links that lead nowhere"
 
