@@ -49,7 +49,10 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(REPO_ROOT)}:{self.line}"
+        page = (
+            self.page.relative_to(REPO_ROOT) if self.page.is_relative_to(REPO_ROOT) else self.page
+        )
+        return f"{page}:{self.line}"
 
 
 def blocks(page: Path) -> list[Block]:
@@ -105,6 +108,29 @@ def test_every_block_is_classified() -> None:
     assert len(found) > 20
     for block in found:
         kind(block)
+
+
+def test_the_readme_is_short() -> None:
+    """What it is, quick start, register, use, deploy, test: the rest is in docs/."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 300, f"README.md has {len(lines)} lines: move a section to docs/"
+
+
+def test_a_fragment_runs_with_the_block_above_and_a_stray_block_fails(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\nx = 1\n```\n\nthen\n\n"
+        "<!-- docs-test: fragment of the block above -->\n```python\nassert x == 1\n```\n"
+        "\n  ```sh\n  todo-app list\n  ```\n"
+    )
+    (step,) = python_steps(page)
+    assert step.code == "x = 1\n\nassert x == 1\n"
+    shell = blocks(page)[-1]
+    assert (shell.lang, shell.code, kind(shell)) == ("sh", "todo-app list\n", "")
+    page.write_text("```yaml\na: 1\n```\n\n<!-- docs-test: run later -->\n```python\npass\n```\n")
+    for block in blocks(page):
+        with pytest.raises(AssertionError, match="page.md"):
+            kind(block)
 
 
 # -- shell ------------------------------------------------------------------------------
