@@ -29,6 +29,39 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def clean_datetime(value: object) -> dt.datetime:
+    """The aware-datetime rule of every datetime a caller gives (schemas, filters,
+    cursors, the CLI): it must carry its offset, and is stored in UTC.
+
+    A naive datetime is refused rather than guessed at: read as the machine's local
+    time (as drivers do) it would mean another instant on another server."""
+    if not isinstance(value, dt.datetime):
+        raise ValueError(f"must be a datetime, not {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise ValueError(
+            "must be timezone-aware (with an offset such as +00:00 or Z): a naive "
+            "datetime would be read in the server's local time zone"
+        )
+    return _in_utc(value)
+
+
+def stored_datetime(value: dt.datetime) -> dt.datetime:
+    """A datetime read back from the database, in UTC. Both dialects store UTC, so a
+    value without an offset (SQLite text written around the package) is UTC."""
+    if value.tzinfo is dt.UTC:
+        return value  # what PostgreSQL gives and todo_app writes: nothing to do
+    if value.utcoffset() is None:
+        return value.replace(tzinfo=dt.UTC)
+    return _in_utc(value)
+
+
+def _in_utc(value: dt.datetime) -> dt.datetime:
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # year 1 at +01:00, year 9999 at -01:00
+        raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
+
+
 TITLE_MAX_LENGTH: Final = 200
 DESCRIPTION_MAX_LENGTH: Final = 1000
 USER_ID_MAX_LENGTH: Final = 255
