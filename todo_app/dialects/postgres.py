@@ -114,6 +114,7 @@ class PostgresDialect(Dialect):
     # Dropped at commit whatever happens, never left on a pooled connection.
     temporary_table_options: ClassVar[str] = " ON COMMIT DROP"
     replicas: ClassVar[bool] = True
+    writable_ctes: ClassVar[bool] = True
 
     def param(self, number: int) -> str:
         return f"${number}"
