@@ -24,7 +24,10 @@ at most 10 connections (todo_app's default):
   FastAPI answering a fixed task: the ceiling of any FastAPI server on this machine.
 
 Endpoints: ``GET /tasks/{id}`` (random ids of 1,000 owners' tasks), ``GET /tasks``
-(first page of 50), ``POST /tasks``, ``PATCH /tasks/{id}`` (a rename, unconditional).
+(first page of 50), ``POST /tasks``, ``PATCH /tasks/{id}`` (a rename, unconditional:
+``PATCH`` sends the same title every time, so once a task has it todo_app answers
+without writing while the raw twin writes anyway; ``PATCH new`` a new title each
+time, a real write in every server).
 Each endpoint runs ``wrk -t2 -c32`` (32 connections: more callers than the pool has
 connections, the normal state of a busy app) against each server in turn, in an order
 reversed every round. The table gives requests/s and wrk's p50 / p99 / max latency,
@@ -67,7 +70,7 @@ from todo_app.settings import DatabaseURL, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().with_name("gc_probe.py")
-ENDPOINTS = ("GET id", "list", "POST", "PATCH")
+ENDPOINTS = ("GET id", "list", "POST", "PATCH", "PATCH new")
 SQLMODEL = "sqlmodel"
 OWNERS = 1000
 
@@ -131,6 +134,7 @@ local ids = {%(ids)s}
 local owners = {%(owners)s}
 local kind = "%(kind)s"
 math.randomseed(%(seed)d)
+counter = 0
 request = function()
   local n = math.random(#ids)
   local headers = {["X-User"] = owners[n], ["Content-Type"] = "application/json"}
@@ -140,8 +144,12 @@ request = function()
     return wrk.format("GET", "/tasks?limit=50", headers)
   elseif kind == "POST" then
     return wrk.format("POST", "/tasks", headers, '{"title": "created over HTTP"}')
-  else
+  elseif kind == "PATCH" then
     return wrk.format("PATCH", "/tasks/" .. ids[n], headers, '{"title": "renamed"}')
+  else
+    counter = counter + 1
+    local body = '{"title": "renamed ' .. counter .. '"}'
+    return wrk.format("PATCH", "/tasks/" .. ids[n], headers, body)
   end
 end
 """
