@@ -452,39 +452,30 @@ class TaskRepository:
                     return _read(row, sql)
                 # As the statement's snapshot saw it: if that row says the UPDATE
                 # should have written, a concurrent write moved it: read it again.
-                found = self._unwritten(task_id, row, sql, expected_version, changes)
-                if found is not None:
-                    return found
+                task, stale = _unwritten(row, sql, expected_version, changes)
+                if not stale:
+                    return task
             elif row is not None:
                 return _read(row, sql)
         current = await runner.fetchrow(sql.get_checked, uid, self._owner)
         if current is None:
             raise TaskNotFound(task_id)
-        found = self._unwritten(task_id, current, sql, expected_version, changes)
         # Changed since the UPDATE matched nothing: it stands as that write left it.
-        return found if found is not None else _read(current, sql)
+        return _unwritten(current, sql, expected_version, changes)[0]
 
-    @staticmethod
-    def _unwritten(
-        task_id: uuid.UUID | str,
-        row: Any,
-        sql: Statements,
-        expected_version: int | None,
-        changes: dict[str, Any],
-    ) -> TaskRead | None:
-        """Why an update did not write ``row``: the task unchanged (nothing to change),
-        or the typed error; None when the row, as read, would have been written."""
-        task = _read(row, sql)  # a row the UPDATE would not touch stops here
-        if expected_version is not None and task.version != expected_version:
-            raise TaskConflict(
-                f"task {task.id} is at version {task.version}, not {expected_version}"
-            )
-        would_change = any(getattr(task, name) != value for name, value in changes.items())
-        if not would_change:
-            return task  # nothing to change: not a write, the version stays
-        if task.version >= _MAX_VERSION:
-            raise TaskConflict(f"task {task.id} has reached its last version: copy it to change it")
-        return None
+
+def _unwritten(
+    row: Any, sql: Statements, expected_version: int | None, changes: dict[str, Any]
+) -> tuple[TaskRead, bool]:
+    """Why an update did not write ``row``: the typed error, or the task unchanged
+    (nothing to change) and whether the row, as read, should have been written."""
+    task = _read(row, sql)  # a row the UPDATE would not touch stops here
+    if expected_version is not None and task.version != expected_version:
+        raise TaskConflict(f"task {task.id} is at version {task.version}, not {expected_version}")
+    would_change = any(getattr(task, name) != value for name, value in changes.items())
+    if would_change and task.version >= _MAX_VERSION:
+        raise TaskConflict(f"task {task.id} has reached its last version: copy it to change it")
+    return task, would_change
 
 
 def _callers(iterator: Iterator[Any]) -> Iterator[Any]:
