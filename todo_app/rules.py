@@ -85,8 +85,13 @@ def _check_storable(value: str) -> None:
     # UTF-8: reject both here, on every dialect, rather than fail in the driver.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
-    if any("\ud800" <= char <= "\udfff" for char in value):
-        raise ValueError("must not contain unpaired surrogate characters")
+    if not value.isascii():
+        # UTF-8 encodes every code point but a surrogate: one C pass, where a loop
+        # over the characters cost ~50 ns each (a 1,000-character description, 50 µs).
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must not contain unpaired surrogate characters") from None
 
 
 def _require_str(value: object) -> str:
