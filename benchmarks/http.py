@@ -241,7 +241,35 @@ def report(results: dict[str, dict[str, list[Sample]]], args: argparse.Namespace
                 base_p99 = statistics.mean(s.p99 for s in by_name[base])
                 parts.append(f"{endpoint} {rate / base_rate:.2f}x / p99 {p99 / base_p99:.2f}x")
             lines.append(f"- {name}: " + "; ".join(parts))
+    lines += per_round(results, names)
     lines.append("")
+    return lines
+
+
+def per_round(results: dict[str, dict[str, list[Sample]]], names: list[str]) -> list[str]:
+    """Requests/s ratios round by round (each round's runs are back to back, so a
+    neighbour's load hits both sides of a ratio alike): median [lowest-highest]."""
+    lines: list[str] = []
+    for base in ("raw asyncpg", SQLMODEL):
+        if base not in names:
+            continue
+        lines += ["", f"Against {base}, round by round (requests/s ratio: median [range]):", ""]
+        for name in names:
+            if name == base:
+                continue
+            parts = []
+            for endpoint, by_name in results.items():
+                ratios = [
+                    mine.rate / theirs.rate
+                    for mine, theirs in zip(by_name[name], by_name[base], strict=True)
+                    if theirs.rate
+                ]
+                if ratios:
+                    parts.append(
+                        f"{endpoint} {statistics.median(ratios):.2f}x "
+                        f"[{min(ratios):.2f}-{max(ratios):.2f}]"
+                    )
+            lines.append(f"- {name}: " + "; ".join(parts))
     return lines
 
 

@@ -48,7 +48,8 @@ async def test_http_benchmark_runs(tmp_path: Path) -> None:
     header = "| endpoint | " + " | ".join(servers) + " |"
     for expected in (header,
                      "| GET id |", "| list |", "| POST |", "| PATCH |", "| PATCH new |", "p99",
-                     "Against raw asyncpg", "Against sqlmodel"):  # fmt: skip
+                     "Against raw asyncpg", "Against sqlmodel",
+                     "Against raw asyncpg, round by round"):  # fmt: skip
         assert expected in text, expected
     assert "errors" not in text, text
     assert "| server | full passes |" in text
