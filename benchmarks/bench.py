@@ -12,7 +12,12 @@ calls are not counted:
 * ``raw+parse``: hand-written SQL on one asyncpg connection, the same owner scoping
   and columns, rows parsed into the same pydantic ``TaskRead`` (the baseline of the
   targets); ``raw``: the same without parsing;
-* ``sqlalchemy``: SQLAlchemy 2 async ORM on asyncpg (PostgreSQL only).
+* ``sqlalchemy``: SQLAlchemy 2 async ORM on asyncpg (PostgreSQL only);
+* ``raw+parse (pool 10)``: raw+parse on an asyncpg pool, a checkout per call as a
+  server makes (PostgreSQL, reads and create): todo_app checks out a connection per
+  call too, which one dedicated connection never pays; ``raw+parse (pool, no
+  reset)``: the same without asyncpg's reset query on release (todo_app skips it
+  for its own statements), the checkout alone.
 
 On SQLite the raw contender is one aiosqlite connection. The benchmark creates and
 drops its own PostgreSQL database (server from ``--pg-url``, default
@@ -651,6 +656,22 @@ class PooledRaw(RawPostgres):
             return await super().counts(owner)
 
 
+POOLED_BARE = "raw+parse (pool, no reset)"
+
+
+async def _no_reset(connection: Any) -> None:
+    """Skip asyncpg's reset query on release: what todo_app does for its own checkouts
+    (``todo_app.pool.mark_clean``), so the checkout alone is compared."""
+
+
+class BarePooledRaw(PooledRaw):
+    """raw+parse on an asyncpg pool of 10 that gives connections back without a reset
+    query: a checkout per call, as in a server, and nothing else."""
+
+    async def open(self) -> None:
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=10, max_size=10, reset=_no_reset)
+
+
 # -- one run --------------------------------------------------------------------------
 
 
@@ -723,9 +744,20 @@ async def run(
         }
         if only is not None:
             operations = {label: op for label, op in operations.items() if label in only}
+        # What a server pays per call and one connection does not: a pool checkout.
+        # todo_app checks a connection out for every call, so for the reads and the
+        # create this contender is raw asyncpg as a server would run it.
+        pooled_ops = {"create", "get", "list first page", f"list page {DEEP_PAGE}", "counts"}
+        pooled_for_ops: list[Contender] = []
+        if dialect == "postgres":
+            pooled_for_ops = [PooledRaw(work, url, True), BarePooledRaw(work, url, True)]
+            pooled_for_ops[0].name, pooled_for_ops[1].name = POOLED_RAW, POOLED_BARE
+            for contender in pooled_for_ops:
+                await contender.open()  # type: ignore[attr-defined]
         results: dict[str, dict[str, tuple[float, float]]] = {}
         for label, op in operations.items():
-            times = await interleaved(contenders, op, ops, warmup)
+            extra = pooled_for_ops if label in pooled_ops else []
+            times = await interleaved(contenders + extra, op, ops, warmup)
             results[label] = {name_: summary(samples) for name_, samples in times.items()}
             print(
                 f"  {label}: "
@@ -762,8 +794,8 @@ async def run(
         for label_contender in mixers + mixers[::-1] if only is None or "mix" in only else []:
             into = mix.setdefault(label_contender.name, Mix())
             await mixed_load(label_contender, mix_seconds / 2, owners, ids, into)
-        for contender in contenders:
-            await contender.close()
+        for contender in contenders + pooled_for_ops:
+            await contender.close()  # type: ignore[attr-defined]
         if dialect == "postgres":
             await pooled.close()
         return report(dialect, size, ops, results, bulk, bulk_size, mix, mix_seconds)
@@ -776,20 +808,32 @@ def report(dialect: str, size: int, ops: int, results: dict[str, dict[str, tuple
            bulk: dict[str, list[float]], bulk_size: int, mix: dict[str, Mix], mix_seconds: float) -> list[str]:  # fmt: skip
     lines = [f"### {dialect}, {size:,} rows ({ops:,} timed calls per op, medians / p95 in µs)", ""]
     if results:
-        names = list(next(iter(results.values())))
+        names = list(dict.fromkeys(name for by_name in results.values() for name in by_name))
         header = (
             "| op | "
             + " | ".join(names)
             + " | todo_app / raw+parse |"
             + (" sqlalchemy / raw+parse |" if "sqlalchemy" in names else "")
+            + "".join(
+                f" todo_app / {name} |" for name in (POOLED_RAW, POOLED_BARE) if name in names
+            )
         )
         lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for label, by_name in results.items():
         base = by_name["raw+parse"][0]
-        cells = [f"{m * 1e6:.0f} / {p * 1e6:.0f}" for m, p in by_name.values()]
+        cells = [
+            f"{by_name[name][0] * 1e6:.0f} / {by_name[name][1] * 1e6:.0f}"
+            if name in by_name
+            else "-"
+            for name in names
+        ]
         row = f"| {label} | " + " | ".join(cells) + f" | **{by_name['todo_app'][0] / base:.2f}x** |"
         if "sqlalchemy" in by_name:
             row += f" {by_name['sqlalchemy'][0] / base:.2f}x |"
+        for name in (POOLED_RAW, POOLED_BARE):
+            if name in names:
+                pooled = by_name.get(name)
+                row += f" {by_name['todo_app'][0] / pooled[0]:.2f}x |" if pooled else " - |"
         lines.append(row)
     if bulk:
         lines += ["", f"Bulk import of {bulk_size:,} tasks (median of 3, seconds):", ""]

@@ -24,7 +24,10 @@ at most 10 connections (todo_app's default):
   FastAPI answering a fixed task: the ceiling of any FastAPI server on this machine.
 
 Endpoints: ``GET /tasks/{id}`` (random ids of 1,000 owners' tasks), ``GET /tasks``
-(first page of 50), ``POST /tasks``, ``PATCH /tasks/{id}`` (a rename, unconditional).
+(first page of 50), ``POST /tasks``, ``PATCH /tasks/{id}`` (a rename, unconditional:
+``PATCH`` sends the same title every time, so once a task has it todo_app answers
+without writing while the raw twin writes anyway; ``PATCH new`` a new title each
+time, a real write in every server).
 Each endpoint runs ``wrk -t2 -c32`` (32 connections: more callers than the pool has
 connections, the normal state of a busy app) against each server in turn, in an order
 reversed every round. The table gives requests/s and wrk's p50 / p99 / max latency,
@@ -68,7 +71,7 @@ from todo_app.settings import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().with_name("gc_probe.py")
-ENDPOINTS = ("GET id", "list", "POST", "PATCH")
+ENDPOINTS = ("GET id", "list", "POST", "PATCH", "PATCH new")
 SQLMODEL = "sqlmodel"
 OWNERS = 1000
 
@@ -132,6 +135,7 @@ local ids = {%(ids)s}
 local owners = {%(owners)s}
 local kind = "%(kind)s"
 math.randomseed(%(seed)d)
+counter = 0
 request = function()
   local n = math.random(#ids)
   local headers = {["X-User"] = owners[n], ["Content-Type"] = "application/json"}
@@ -141,8 +145,12 @@ request = function()
     return wrk.format("GET", "/tasks?limit=50", headers)
   elseif kind == "POST" then
     return wrk.format("POST", "/tasks", headers, '{"title": "created over HTTP"}')
-  else
+  elseif kind == "PATCH" then
     return wrk.format("PATCH", "/tasks/" .. ids[n], headers, '{"title": "renamed"}')
+  else
+    counter = counter + 1
+    local body = '{"title": "renamed ' .. counter .. '"}'
+    return wrk.format("PATCH", "/tasks/" .. ids[n], headers, body)
   end
 end
 """
@@ -234,7 +242,35 @@ def report(results: dict[str, dict[str, list[Sample]]], args: argparse.Namespace
                 base_p99 = statistics.mean(s.p99 for s in by_name[base])
                 parts.append(f"{endpoint} {rate / base_rate:.2f}x / p99 {p99 / base_p99:.2f}x")
             lines.append(f"- {name}: " + "; ".join(parts))
+    lines += per_round(results, names)
     lines.append("")
+    return lines
+
+
+def per_round(results: dict[str, dict[str, list[Sample]]], names: list[str]) -> list[str]:
+    """Requests/s ratios round by round (each round's runs are back to back, so a
+    neighbour's load hits both sides of a ratio alike): median [lowest-highest]."""
+    lines: list[str] = []
+    for base in ("raw asyncpg", SQLMODEL):
+        if base not in names:
+            continue
+        lines += ["", f"Against {base}, round by round (requests/s ratio: median [range]):", ""]
+        for name in names:
+            if name == base:
+                continue
+            parts = []
+            for endpoint, by_name in results.items():
+                ratios = [
+                    mine.rate / theirs.rate
+                    for mine, theirs in zip(by_name[name], by_name[base], strict=True)
+                    if theirs.rate
+                ]
+                if ratios:
+                    parts.append(
+                        f"{endpoint} {statistics.median(ratios):.2f}x "
+                        f"[{min(ratios):.2f}-{max(ratios):.2f}]"
+                    )
+            lines.append(f"- {name}: " + "; ".join(parts))
     return lines
 
 

@@ -20,7 +20,8 @@ async def test_harness_runs_on_both_dialects(tmp_path: Path) -> None:
     for expected in ("### postgres, 300 rows", "### sqlite, 300 rows", "list page 200",
                      "todo_app / raw+parse", "raw COPY", "sqlalchemy", "ops/s",
                      "calls per caller min / mean", "| raw+parse (pool 10) |",
-                     "fewest calls of a caller"):  # fmt: skip
+                     "fewest calls of a caller",
+                     "todo_app / raw+parse (pool, no reset)"):  # fmt: skip
         assert expected in text, expected
     assert out.parent == tmp_path
     # SQLite's tail is in the same table, beside PostgreSQL's.
@@ -46,8 +47,9 @@ async def test_http_benchmark_runs(tmp_path: Path) -> None:
     servers = ("todo_app", "todo_app, no gc freeze", "raw asyncpg", "sqlmodel", "no database")
     header = "| endpoint | " + " | ".join(servers) + " |"
     for expected in (header,
-                     "| GET id |", "| list |", "| POST |", "| PATCH |", "p99",
-                     "Against raw asyncpg", "Against sqlmodel"):  # fmt: skip
+                     "| GET id |", "| list |", "| POST |", "| PATCH |", "| PATCH new |", "p99",
+                     "Against raw asyncpg", "Against sqlmodel",
+                     "Against raw asyncpg, round by round"):  # fmt: skip
         assert expected in text, expected
     assert "errors" not in text, text
     assert "| server | full passes |" in text

@@ -30,3 +30,34 @@ async def test_concurrent_updates_with_one_expected_version_have_one_winner(
     stored = await repo.get(task.id)
     assert stored.version == 2
     assert stored.title == winners[0].title
+
+
+@pytest.mark.postgres
+async def test_an_update_that_waited_for_a_concurrent_same_write_returns_the_row_as_it_now_is(
+    todo_postgres: TodoDatabase,
+) -> None:
+    """The UPDATE waits for a concurrent writer's lock, then finds its change already
+    made: it writes nothing. The row its statement's snapshot saw is older than that
+    write, so the repository reads the row again rather than answer with the old one
+    (PostgreSQL's one-statement update returns the row it left alone)."""
+    import asyncpg
+
+    repo = TaskRepository("alice")
+    task = await repo.create(TaskCreate(title="before"))
+    other = await asyncpg.connect(todo_postgres.url.reveal())
+    try:
+        writer = other.transaction()
+        await writer.start()
+        await other.execute(
+            "UPDATE todo_app_task SET title = 'after', version = version + 1 WHERE id = $1",
+            task.id,
+        )
+        waiting = asyncio.create_task(repo.update(task.id, TaskUpdate(title="after")))
+        await asyncio.sleep(0.3)  # the UPDATE now waits for the writer's row lock
+        assert not waiting.done()
+        await writer.commit()
+        updated = await asyncio.wait_for(waiting, 10)
+    finally:
+        await other.close()
+    assert (updated.title, updated.version) == ("after", 2)
+    assert await repo.get(task.id) == updated

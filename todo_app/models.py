@@ -37,7 +37,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from todo_app import compat, rules
-from todo_app.errors import ReadOnlyModel
+from todo_app.errors import ReadOnlyModel, TaskValidationError
 from todo_app.rules import TaskStatus
 
 __all__ = [
@@ -94,15 +94,18 @@ class UTCDatetimeField(fields.DatetimeField[dt.datetime]):
         if value is None:
             return None
         moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-        if moment.tzinfo is None:
-            # Every row the repository writes carries its offset: a naive value is
-            # UTC as PostgreSQL's "timestamp" or a hand-written row gives it.
-            return moment.replace(tzinfo=dt.UTC)
-        return moment.astimezone(dt.UTC)
+        return rules.stored_datetime(moment)
 
     def to_db_value(self, value: Any, instance: type[Model] | Model) -> Any:
-        if isinstance(value, dt.datetime) and value.tzinfo is not None:
-            value = value.astimezone(dt.UTC)
+        # A filter's value (``Task.filter(created_at__lt=...)``): the aware-datetime
+        # rule, as every datetime input; Tortoise would read a naive one as local time.
+        if value is not None:
+            try:
+                if isinstance(value, str):
+                    value = dt.datetime.fromisoformat(value)
+                value = rules.clean_datetime(value)
+            except ValueError as exc:
+                raise TaskValidationError(self.model_field_name, str(exc)) from None
         return super().to_db_value(value, instance)
 
 

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from todo_app import rules
 from todo_app.errors import TaskValidationError
 
 __all__ = ["Cursor", "Order"]
@@ -53,11 +54,8 @@ class Cursor:
             moment, task_id = document["t"], document["i"]
             if not isinstance(moment, str) or not isinstance(task_id, str):
                 raise TypeError
-            created_at = dt.datetime.fromisoformat(moment)
-            if created_at.tzinfo is None:
-                raise TypeError
             cursor = cls(
-                created_at=created_at.astimezone(dt.UTC),
+                created_at=rules.clean_datetime(dt.datetime.fromisoformat(moment)),
                 id=uuid.UUID(task_id),
                 order=document["o"],
                 status=document["s"],
@@ -68,7 +66,6 @@ class Cursor:
             TypeError,
             KeyError,
             AttributeError,
-            OverflowError,  # a date at the edge of the calendar, shifted to UTC
         ):
             raise TaskValidationError("cursor", "is not a cursor this API returned") from None
         if cursor.order != order or cursor.status != status:

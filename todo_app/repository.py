@@ -24,7 +24,7 @@ import pydantic
 
 from todo_app import replicas, rules, tokens
 from todo_app.dialects import Runner, translate
-from todo_app.dialects.base import MALFORMED, Statements, model_columns
+from todo_app.dialects.base import MALFORMED, WRITTEN, Statements, model_columns
 from todo_app.errors import (
     TaskConflict,
     TaskDataError,
@@ -296,8 +296,9 @@ class TaskRepository:
         runner = _runner()
         # "Insert unless the id exists" is idempotent, so it may be retried on a fresh
         # connection; for a generated id, a second try finds its own first row.
-        if await runner.fetch(runner.sql.insert_if_new, *row, idempotent=True):
-            return _read(dict(zip(runner.sql.columns, row, strict=True)), runner.sql)
+        stored = await runner.fetchrow(runner.sql.insert_if_new, *row, idempotent=True)
+        if stored is not None:
+            return _read(stored, runner.sql)  # RETURNING: exactly what `get` will read
         data = data.model_copy(update={"id": row[0]}) if data.id is None else data
         existing = await runner.fetchrow(runner.sql.get_any_owner, row[0], idempotent=True)
         if existing is None:  # pragma: no cover - deleted between the two statements
@@ -428,33 +429,54 @@ class TaskRepository:
         changes: dict[str, Any],
     ) -> TaskRead:
         """One UPDATE that applies ``changes`` only if the row is this owner's, at the
-        expected version, and actually changes; when it matches nothing, one SELECT
-        tells why (not found, stale version, or nothing to change)."""
+        expected version, and actually changes. When it writes nothing, the row tells
+        why (not found, stale version, nothing to change, not in todo_app's form): on
+        PostgreSQL the same statement returns it, elsewhere one SELECT reads it."""
         uid = _task_uuid(task_id)
         _check_version(expected_version)
         if uid is None:
             raise TaskNotFound(task_id)
         runner = _runner()
+        sql = runner.sql
         if changes:
             names = sorted(changes)
             values = [_column_value(changes[name]) for name in names]
-            query = runner.sql.update(frozenset(names), with_version=expected_version is not None)
+            query = sql.update(frozenset(names), with_version=expected_version is not None)
             args = [uid, self._owner, utc_now(), *values]
             if expected_version is not None:
                 args.append(expected_version)
             row = await runner.fetchrow(query, *args)
-            if row is not None:
-                return _read(row, runner.sql)
-        current = await runner.fetchrow(runner.sql.get_checked, uid, self._owner)
+            if sql.update_returns_current:
+                if row is None:
+                    raise TaskNotFound(task_id)
+                if row[WRITTEN]:
+                    return _read(row, sql)
+                # As the statement's snapshot saw it: if that row says the UPDATE
+                # should have written, a concurrent write moved it: read it again.
+                task, stale = _unwritten(row, sql, expected_version, changes)
+                if not stale:
+                    return task
+            elif row is not None:
+                return _read(row, sql)
+        current = await runner.fetchrow(sql.get_checked, uid, self._owner)
         if current is None:
             raise TaskNotFound(task_id)
-        task = _read(current, runner.sql)  # a row the UPDATE would not touch stops here
-        if expected_version is not None and task.version != expected_version:
-            raise TaskConflict(f"task {uid} is at version {task.version}, not {expected_version}")
-        would_change = any(getattr(task, name) != value for name, value in changes.items())
-        if would_change and task.version >= _MAX_VERSION:
-            raise TaskConflict(f"task {uid} has reached its last version: copy it to change it")
-        return task  # nothing to change: not a write, the version stays
+        # Changed since the UPDATE matched nothing: it stands as that write left it.
+        return _unwritten(current, sql, expected_version, changes)[0]
+
+
+def _unwritten(
+    row: Any, sql: Statements, expected_version: int | None, changes: dict[str, Any]
+) -> tuple[TaskRead, bool]:
+    """Why an update did not write ``row``: the typed error, or the task unchanged
+    (nothing to change) and whether the row, as read, should have been written."""
+    task = _read(row, sql)  # a row the UPDATE would not touch stops here
+    if expected_version is not None and task.version != expected_version:
+        raise TaskConflict(f"task {task.id} is at version {task.version}, not {expected_version}")
+    would_change = any(getattr(task, name) != value for name, value in changes.items())
+    if would_change and task.version >= _MAX_VERSION:
+        raise TaskConflict(f"task {task.id} has reached its last version: copy it to change it")
+    return task, would_change
 
 
 def _callers(iterator: Iterator[Any]) -> Iterator[Any]:

@@ -29,6 +29,39 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def clean_datetime(value: object) -> dt.datetime:
+    """The aware-datetime rule of every datetime a caller gives (schemas, filters,
+    cursors, the CLI): it must carry its offset, and is stored in UTC.
+
+    A naive datetime is refused rather than guessed at: read as the machine's local
+    time (as drivers do) it would mean another instant on another server."""
+    if not isinstance(value, dt.datetime):
+        raise ValueError(f"must be a datetime, not {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise ValueError(
+            "must be timezone-aware (with an offset such as +00:00 or Z): a naive "
+            "datetime would be read in the server's local time zone"
+        )
+    return _in_utc(value)
+
+
+def stored_datetime(value: dt.datetime) -> dt.datetime:
+    """A datetime read back from the database, in UTC. Both dialects store UTC, so a
+    value without an offset (SQLite text written around the package) is UTC."""
+    if value.tzinfo is dt.UTC:
+        return value  # what PostgreSQL gives and todo_app writes: nothing to do
+    if value.utcoffset() is None:
+        return value.replace(tzinfo=dt.UTC)
+    return _in_utc(value)
+
+
+def _in_utc(value: dt.datetime) -> dt.datetime:
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # year 1 at +01:00, year 9999 at -01:00
+        raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
+
+
 TITLE_MAX_LENGTH: Final = 200
 DESCRIPTION_MAX_LENGTH: Final = 1000
 USER_ID_MAX_LENGTH: Final = 255
@@ -52,8 +85,13 @@ def _check_storable(value: str) -> None:
     # UTF-8: reject both here, on every dialect, rather than fail in the driver.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
-    if any("\ud800" <= char <= "\udfff" for char in value):
-        raise ValueError("must not contain unpaired surrogate characters")
+    if not value.isascii():
+        # UTF-8 encodes every code point but a surrogate: one C pass, where a loop
+        # over the characters cost ~50 ns each (a 1,000-character description, 50 µs).
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must not contain unpaired surrogate characters") from None
 
 
 def _require_str(value: object) -> str:

@@ -12,12 +12,19 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from todo_app import rules
 from todo_app.rules import TaskStatus
 
-__all__ = ["TaskCreate", "TaskPage", "TaskRead", "TaskUpdate"]
+__all__ = ["AwareDatetime", "TaskCreate", "TaskPage", "TaskRead", "TaskUpdate"]
 
 
 Title = Annotated[
@@ -46,6 +53,13 @@ Description = Annotated[
         ),
         json_schema_extra={"maxLength": rules.DESCRIPTION_MAX_LENGTH},
     ),
+]
+#: The type of every datetime a client sends (a new field such as ``due_at``):
+#: naive refused, aware normalised to UTC, so what ``create`` returns is what is stored.
+AwareDatetime = Annotated[
+    dt.datetime,
+    AfterValidator(rules.clean_datetime),
+    Field(description="With its offset (e.g. Z or +02:00); stored and returned in UTC."),
 ]
 Status = Annotated[
     TaskStatus, Field(description="pending or completed; more statuses may be added.")
@@ -124,6 +138,8 @@ class TaskRead(BaseModel):
     description: str | None
     status: StoredStatus
     version: int = Field(description="Starts at 1; +1 on every write. Send it back to update.")
+    # Stored in UTC by the rule above: read back as stored, with no validator of
+    # ours on the way (a Python call per value: 5% of a 50-task page).
     created_at: dt.datetime
     updated_at: dt.datetime
     completed_at: dt.datetime | None

@@ -35,6 +35,7 @@ from todo_app.table_shape import TableShape
 
 __all__ = [
     "MALFORMED",
+    "WRITTEN",
     "Dialect",
     "Progress",
     "Replication",
@@ -60,6 +61,9 @@ def model_columns() -> tuple[str, ...]:
 #: The result column of the package's row-returning statements that names the first
 #: column of the row whose stored value does not read back (NULL for a sound row).
 MALFORMED: Final = "todo_app_malformed"
+#: The result column of an update that also returns the row it left alone
+#: (``Dialect.writable_ctes``): true for the row it wrote.
+WRITTEN: Final = "todo_app_written"
 
 
 def column_kinds() -> dict[str, tuple[str, bool]]:
@@ -148,7 +152,8 @@ class Statements:
             f'WHERE "id" = {p(1)} AND "user_id" = {p(2)}'
         )
         self.insert = f"INSERT INTO {t} ({cols}) VALUES ({values})"
-        self.insert_if_new = f'{self.insert} ON CONFLICT ("id") DO NOTHING RETURNING "id"'
+        # The stored row, as ``get`` reads it: what ``create`` returns.
+        self.insert_if_new = f'{self.insert} ON CONFLICT ("id") DO NOTHING RETURNING {cols}'
         self.delete = f'DELETE FROM {t} WHERE "id" = {p(1)} AND "user_id" = {p(2)} RETURNING "id"'
         self.delete_version = (
             f'DELETE FROM {t} WHERE "id" = {p(1)} AND "user_id" = {p(2)} '
@@ -226,11 +231,30 @@ class Statements:
             ]
             if with_version:
                 where.append(f'"version" = {p(4 + len(names))}')
-            self._updates[key] = (
+            update = (
                 f"UPDATE {self.table} SET {', '.join(sets)} WHERE {' AND '.join(where)} "
                 f"RETURNING {self._select}"
             )
+            if self._dialect.writable_ctes:
+                # The row the UPDATE left alone comes back in the same round trip (as
+                # the statement's snapshot saw it), so a no-op, a stale version or a
+                # malformed row costs no second query.
+                update = (
+                    f'WITH "written" AS ({update}) '
+                    f'SELECT {self._select}, NULL AS "{MALFORMED}", TRUE AS "{WRITTEN}" '
+                    f'FROM "written" UNION ALL '
+                    f"SELECT {self._select}, {self.malformed}, FALSE FROM {self.table} "
+                    f'WHERE "id" = {p(1)} AND "user_id" = {p(2)} '
+                    f'AND NOT EXISTS (SELECT 1 FROM "written")'
+                )
+            self._updates[key] = update
         return self._updates[key]
+
+    @property
+    def update_returns_current(self) -> bool:
+        """Whether :meth:`update` returns the row it did not write (marked by
+        ``WRITTEN`` false), or nothing."""
+        return self._dialect.writable_ctes
 
 
 class Replication(abc.ABC):
@@ -283,6 +307,9 @@ class Dialect(abc.ABC):
     #: How its servers can be read replicas of each other (``todo_app.replicas``);
     #: None: they cannot.
     replication: ClassVar[Replication | None] = None
+    #: Whether an UPDATE may run inside a WITH clause (PostgreSQL's data-modifying
+    #: CTEs; not SQLite): then an update returns the row it left alone in one query.
+    writable_ctes: ClassVar[bool] = False
 
     # -- SQL spelling ---------------------------------------------------------------
 

@@ -123,6 +123,7 @@ class PostgresDialect(Dialect):
     # Dropped at commit whatever happens, never left on a pooled connection.
     temporary_table_options: ClassVar[str] = " ON COMMIT DROP"
     replication: ClassVar[Replication | None] = StreamingReplication()
+    writable_ctes: ClassVar[bool] = True
 
     def param(self, number: int) -> str:
         return f"${number}"
