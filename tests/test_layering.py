@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"guard"},
     {"replicas"},
     {"repository", "migrator"},
-    {"checks", "aerich_bridge"},
+    {"checks", "aerich_bridge", "makemigration"},
     {"testing", "cli", "startup", "__init__", "__main__"},
     {"contrib"},  # web-framework adapters: on top of everything, imported by nothing
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -76,6 +77,16 @@ def _seconds(text: str) -> float:
             f"must be a finite number of seconds, 0 or more (got {text!r})"
         )
     return seconds
+
+
+def _migration_name(text: str) -> str:
+    """A migration name: what follows ``<n>_<timestamp>_`` in its file name."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a lower-case identifier (letters, digits and _, starting "
+            "with a letter)"
+        )
+    return text
 
 
 class _Version(argparse.Action):
@@ -170,6 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="the host's Aerich location (default: read from the Aerich config, as aerich does)",
     )
     command("history", migrations.cmd_history, "list migrations, [x] = applied")
+    make = command(
+        "makemigration",
+        migrations.cmd_makemigration,
+        "for todo_app's developers, in a checkout: write the migration of the models' "
+        "change, with its table shapes recorded from throw-away databases",
+    )
+    make.add_argument(
+        "name", nargs="?", type=_migration_name, help="the migration's name, e.g. due_at"
+    )
+    make.add_argument(
+        "--pg-url",
+        metavar="URL",
+        help="PostgreSQL server for the throw-away database (default: TEST_DATABASE_URL)",
+    )
+    make.add_argument(
+        "--record",
+        action="store_true",
+        help="record the shapes of the newest migration, written by hand, instead",
+    )
     check = command(
         "check",
         migrations.cmd_check,
