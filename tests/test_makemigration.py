@@ -33,7 +33,13 @@ from todo_app.makemigration import (
     record_shapes,
 )
 from todo_app.migrator import check_drift, connection_to, upgrade
-from todo_app.schema_history import SHAPES, SOURCE_DIR, load_shapes, shape_path
+from todo_app.schema_history import (
+    SHAPES,
+    SOURCE_DIR,
+    load_shapes,
+    shape_path,
+    shape_to_json,
+)
 from todo_app.settings import get_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,6 +150,15 @@ async def test_an_unreachable_server_is_named_with_its_password_masked(
         "0_20261126030000_init.json",
         "0_20261126030000_init.py",
     ], "nothing left written"
+
+
+def test_every_migration_has_one_shape_file_in_the_form_makemigration_writes() -> None:
+    files = sorted(path.name for path in (SOURCE_DIR / "shapes").iterdir())
+    assert files == [f"{m.path.stem}.json" for m in migration_history()], "no more, no less"
+    for migration in migration_history():
+        path = shape_path(migration.path)
+        assert path.read_text() == shape_to_json(SHAPES[migration.filename]), path.name
+        assert set(SHAPES[migration.filename]) == {"sqlite", "postgres"}
 
 
 def test_unchanged_models_are_nothing_to_migrate(capsys: pytest.CaptureFixture[str]) -> None:

@@ -399,8 +399,10 @@ async def _record(
 ) -> dict[str, TableShape]:
     """Record ``newest``'s shapes from ``urls`` (at the migration before it), then
     prove the runner takes the whole history on fresh databases."""
-    shapes = {dialect: await _record_on(url, newest) for dialect, url in urls.items()}
     target = shape_path(newest.path)
+    if target.exists():
+        raise MigrationPlanError(f"{target} exists already: recorded shapes are frozen history")
+    shapes = {dialect: await _record_on(url, newest) for dialect, url in urls.items()}
     target.parent.mkdir(exist_ok=True)
     target.write_text(shape_to_json(shapes), encoding="utf-8")
     SHAPES[newest.filename] = shapes
