@@ -36,6 +36,7 @@ COPY_TESTS = (
     "tests/test_cli.py",
     "tests/test_repository.py",
     "tests/test_dialects.py",
+    "tests/test_cli_render.py",
     "tests/test_probe_due_at.py",
 )
 
