@@ -47,8 +47,9 @@ from tortoise.context import TortoiseContext
 
 import todo_app
 from todo_app import TaskCreate, TaskRead, TaskRepository, TaskStatus, TaskUpdate
+from todo_app.dsn import DatabaseURL
 from todo_app.pagination import Cursor
-from todo_app.settings import DatabaseURL, get_settings
+from todo_app.settings import get_settings
 
 COLUMNS = "id, user_id, title, description, status, version, created_at, updated_at, completed_at"
 HEAVY = "heavy"

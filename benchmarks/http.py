@@ -63,7 +63,8 @@ from benchmarks.bench import (
     scratch_database,
     write_results,
 )
-from todo_app.settings import DatabaseURL, get_settings
+from todo_app.dsn import DatabaseURL
+from todo_app.settings import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().with_name("gc_probe.py")

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from todo_app.settings import DatabaseURL
+from todo_app.dsn import DatabaseURL
 from todo_app.testing import TodoDatabase
 
 #: Every dialect a parametrised test runs on; ``--no-postgres`` deselects PostgreSQL's.

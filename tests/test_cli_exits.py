@@ -19,7 +19,10 @@ import pytest
 from tortoise.exceptions import DBConnectionError
 
 from todo_app import errors
-from todo_app.cli import (
+from todo_app.cli import exits as exit_table
+from todo_app.cli import process
+from todo_app.cli.exits import (
+    EXIT_CODES_HELP,
     EXIT_CONFLICT,
     EXIT_ERROR,
     EXIT_LOCKED,
@@ -31,12 +34,11 @@ from todo_app.cli import (
     EXIT_USAGE,
     EXIT_VALIDATION,
     CliError,
-    process,
+    first_line,
+    translate,
 )
-from todo_app.cli import exits as exit_table
-from todo_app.cli.exits import EXIT_CODES_HELP, first_line, translate
+from todo_app.dsn import DatabaseURL
 from todo_app.schemas import TaskCreate
-from todo_app.settings import DatabaseURL
 
 URL = DatabaseURL("postgresql://user:s3cret@db.example/tasks")
 
@@ -200,16 +202,16 @@ def test_a_closed_descriptor_becomes_devnull(monkeypatch: pytest.MonkeyPatch) ->
     sys.stdout.close()
 
 
-# -- the README's tables are the code's -----------------------------------------------
+# -- the documented tables are the code's -----------------------------------------------
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 CLI_SOURCES = Path(exit_table.__file__).parent
 
 
-def _readme_table(after: str) -> list[list[str]]:
-    """The rows (cells stripped, header and rule skipped) of the first table after the
-    line that starts with ``after``."""
-    lines = README.read_text(encoding="utf-8").splitlines()
+def _doc_table(page: str, after: str) -> list[list[str]]:
+    """The rows (cells stripped, header and rule skipped) of the first table of
+    ``docs/<page>`` after the line that starts with ``after``."""
+    lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
     start = next(n for n, line in enumerate(lines) if line.startswith(after))
     rows: list[list[str]] = []
     for line in lines[start:]:
@@ -266,8 +268,8 @@ def test_every_code_a_command_can_exit_with_is_a_named_constant() -> None:
         assert error.code in _exit_codes().values(), cls
 
 
-def test_the_readme_exit_table_is_the_codes() -> None:
-    rows = _readme_table("Errors are one line on stderr")
+def test_the_documented_exit_table_is_the_codes() -> None:
+    rows = _doc_table("cli.md", "Errors are one line on stderr")
     documented = {int(code): meaning for code, meaning in rows}
     assert len(documented) == len(rows), "each code once"
     assert sorted(documented) == sorted(_exit_codes().values())
@@ -278,7 +280,7 @@ def test_the_readme_exit_table_is_the_codes() -> None:
 
 
 def _by_class(rows: list[list[str]], column: int) -> dict[str, str]:
-    """``{class name: cell}`` of a README error table (the first cell names the class)."""
+    """``{class name: cell}`` of a documented error table (the first cell names the class)."""
     by_class: dict[str, str] = {}
     for row in rows:
         named = re.match(r"`(\w+)`", row[0])
@@ -287,17 +289,17 @@ def _by_class(rows: list[list[str]], column: int) -> dict[str, str]:
     return by_class
 
 
-def test_the_readme_error_tables_are_the_codes() -> None:
+def test_the_documented_error_tables_are_the_codes() -> None:
     """Each repository error's row gives its http_status; each migration error's row
     the exit code translate gives it; every such class has its row."""
-    http = _by_class(_readme_table("| Error (all from `todo_app`)"), 2)
+    http = _by_class(_doc_table("repository.md", "| Error (all from `todo_app`)"), 2)
     for cls in _error_classes(errors.TaskError):
-        assert cls.__name__ in http, f"{cls.__name__} missing from the README's error table"
+        assert cls.__name__ in http, f"{cls.__name__} missing from docs/repository.md's table"
         status = str(getattr(cls, "http_status", None))
         assert status in http[cls.__name__].split(" / "), cls
-    exit_of = _by_class(_readme_table("| Error | Meaning | `todo-app` exit"), 2)
+    exit_of = _by_class(_doc_table("migrations.md", "| Error | Meaning | `todo-app` exit"), 2)
     for cls in _error_classes(errors.MigrationError):
-        assert cls.__name__ in exit_of, f"{cls.__name__} missing from the README's table"
+        assert cls.__name__ in exit_of, f"{cls.__name__} missing from docs/migrations.md's table"
         error = translate(_failure(cls), URL)
         assert error is not None
         assert int(exit_of[cls.__name__]) == error.code, cls

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from todo_app.cli import EXIT_OUTPUT_CLOSED, EXIT_USAGE, EXIT_VALIDATION, main
+from todo_app.cli import main
+from todo_app.cli.exits import EXIT_OUTPUT_CLOSED, EXIT_USAGE, EXIT_VALIDATION
 from todo_app.cli.transfer import MAX_LINE_BYTES
+from todo_app.dsn import DatabaseURL
 from todo_app.rules import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
-from todo_app.settings import DatabaseURL
 
 USER = "pipe-user"
 

@@ -138,8 +138,8 @@ def test_help_names_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     help_text = " ".join(capsys.readouterr().out.split())
     for code in (2, 3, 4, 5, 6, 7, 8, 130, 141):
         assert f"{code} " in help_text
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert "141" in readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    reference = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    assert "141" in reference
 
 
 def test_parsing_loads_neither_the_orm_nor_the_settings() -> None:

@@ -20,8 +20,8 @@ import todo_app
 from tests.helpers import DIALECTS, FreshURL
 from tests.host_app.models import Note
 from todo_app import TaskCreate, TaskRepository
+from todo_app.dsn import DatabaseURL
 from todo_app.models import Task
-from todo_app.settings import DatabaseURL
 
 HOST_TABLE = {
     "sqlite": 'CREATE TABLE "host_note" ("id" INTEGER PRIMARY KEY, "text" VARCHAR(100) NOT NULL)',

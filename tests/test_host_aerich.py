@@ -30,7 +30,7 @@ import pytest
 from tests.helpers import DIALECTS, FreshURL, bookkeeping
 from tests.infra import run, wheel_venv
 from todo_app import migration_history
-from todo_app.settings import DatabaseURL
+from todo_app.dsn import DatabaseURL
 
 ORDERS = ["host first", "todo_app first", "generate_schemas first"]
 
@@ -455,7 +455,7 @@ async def test_installed_stub_refuses_a_table_that_is_something_else(
 def test_install_locations(tmp_path: Path) -> None:
     import todo_app
     from todo_app.aerich_bridge import host_migrations_dir, install_migrations
-    from todo_app.migrator import MIGRATIONS_DIR
+    from todo_app.schema_state import MIGRATIONS_DIR
 
     pyproject = tmp_path / "pyproject.toml"
     assert host_migrations_dir(pyproject) is None  # no file
@@ -573,8 +573,8 @@ async def test_a_starlette_host_gets_the_fair_bounded_pool_from_the_wheel(
     venv: Path, tmp_path: Path, fresh_database_url: FreshURL
 ) -> None:
     """Aerich's own ``aerich init`` config, a host app of its own on the package's
-    connection entry (so Aerich loads ``todo_app.engine``), Starlette under uvicorn:
-    the pool is the package's, start-up froze its objects, an exhausted pool answers
+    connection entry (so Aerich loads ``todo_app.dialects.postgres.engine``), Starlette
+    under uvicorn: the pool is the package's, start-up froze its objects, an exhausted pool answers
     504 naming itself instead of hanging, and a bad setting is refused by name."""
     url = (await fresh_database_url("postgres")).reveal()
     await asyncio.to_thread(walk_starlette_host, venv, tmp_path / "starlette-host", url)
@@ -612,7 +612,7 @@ def walk_starlette_host(venv: Path, root: Path, url: str) -> None:
                 assert time.monotonic() < deadline, "uvicorn did not start"
                 time.sleep(0.2)
         assert isinstance(started, dict)
-        assert started["engine"] == "todo_app.engine"
+        assert started["engine"] == "todo_app.dialects.postgres.engine"
         assert started["frozen"] > 0
 
         with concurrent.futures.ThreadPoolExecutor(2) as holders:

@@ -24,7 +24,8 @@ import todo_app
 from tests import host_project
 from tests.host_app.models import Note
 from todo_app import TaskCreate, TaskRepository
-from todo_app.settings import DatabaseURL, get_settings
+from todo_app.dsn import DatabaseURL
+from todo_app.settings import get_settings
 from todo_app.testing import TodoDatabase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-import todo_app.guard
 import todo_app.makemigration
+import todo_app.schema_state
 from tests.helpers import FreshURL
 from todo_app import migration_history
 from todo_app.cli import main
@@ -55,7 +55,7 @@ def history_at_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     shutil.copy(first.path, directory / first.filename)
     shutil.copy(shape_path(first.path), shape_path(directory / first.filename))
     for module, name in (
-        (todo_app.guard, "MIGRATIONS_DIR"),
+        (todo_app.schema_state, "MIGRATIONS_DIR"),
         (todo_app.makemigration, "MIGRATIONS_DIR"),
         (todo_app.makemigration, "SOURCE_DIR"),
     ):

@@ -26,8 +26,8 @@ import pytest
 import todo_app
 from tests.helpers import DIALECTS, FreshURL, bookkeeping, plain_sql
 from todo_app.aerich_bridge import install_migrations
-from todo_app.guard import inspect_schema
 from todo_app.migrator import connection_to
+from todo_app.schema_state import inspect_schema
 
 WORKER = Path(__file__).with_name("migration_worker.py")
 ROUNDS = 50

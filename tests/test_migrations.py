@@ -17,7 +17,7 @@ import pytest
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
-import todo_app.guard
+import todo_app.schema_state
 from tests.helpers import DIALECTS, FreshURL, raw_insert, row_count
 from todo_app import (
     MigrationError,
@@ -31,10 +31,10 @@ from todo_app import (
     tortoise_config,
     upgrade,
 )
-from todo_app.migrator import MIGRATIONS_DIR
+from todo_app.dsn import DatabaseURL
 from todo_app.models import Task
 from todo_app.schema_history import SHAPES
-from todo_app.settings import DatabaseURL
+from todo_app.schema_state import MIGRATIONS_DIR
 from todo_app.testing import TodoDatabase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +201,7 @@ async def test_a_failing_migration_leaves_nothing_behind(
     directory = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, directory)
     (directory / "99_20990101000000_broken.py").write_text(BROKEN_MIGRATION)
-    monkeypatch.setattr(todo_app.guard, "MIGRATIONS_DIR", directory)
+    monkeypatch.setattr(todo_app.schema_state, "MIGRATIONS_DIR", directory)
     # It leaves todo_app's table as the newest real migration made it.
     monkeypatch.setitem(SHAPES, "99_20990101000000_broken.py", SHAPES[HEAD])
     url = await fresh_database_url(dialect)
@@ -230,7 +230,7 @@ async def test_an_empty_downgrade_is_an_error(
             'MODELS_STATE = ""', f"MODELS_STATE = {state}"
         )
     )
-    monkeypatch.setattr(todo_app.guard, "MIGRATIONS_DIR", directory)
+    monkeypatch.setattr(todo_app.schema_state, "MIGRATIONS_DIR", directory)
     monkeypatch.setitem(SHAPES, "98_20990101000000_noop.py", SHAPES[HEAD])
     assert await upgrade(todo_sqlite.connection) == ["98_20990101000000_noop.py"]
     with pytest.raises(MigrationError, match="empty downgrade"):
@@ -349,7 +349,7 @@ async def test_version_migration_keeps_existing_rows(
             shutil.copy(migration.path, directory / migration.filename)
     url = await fresh_database_url(dialect)
     async with connected(url) as db:
-        monkeypatch.setattr(todo_app.guard, "MIGRATIONS_DIR", only_first)
+        monkeypatch.setattr(todo_app.schema_state, "MIGRATIONS_DIR", only_first)
         assert await upgrade(db) == [first.filename]
         marks = ["$1", "$2", "$3", "$4", "$5"] if dialect == "postgres" else ["?"] * 5
         for row in SEED_ROWS:
@@ -359,7 +359,7 @@ async def test_version_migration_keeps_existing_rows(
                 " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
                 list(row),
             )
-        monkeypatch.setattr(todo_app.guard, "MIGRATIONS_DIR", first_two)
+        monkeypatch.setattr(todo_app.schema_state, "MIGRATIONS_DIR", first_two)
 
         async def snapshot() -> list[tuple[object, ...]]:
             _, rows = await db.execute_query(

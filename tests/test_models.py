@@ -12,7 +12,8 @@ import pytest
 
 from tests.helpers import raw_insert, row_count
 from todo_app import ReadOnlyModel, TaskCreate, TaskRepository, check_drift
-from todo_app.models import StatusField, Task, TaskStatus
+from todo_app.models import StatusField, Task
+from todo_app.rules import TaskStatus
 from todo_app.testing import TodoDatabase
 
 WRITES: dict[str, Callable[[Task], Awaitable[Any] | Any]] = {

@@ -24,7 +24,8 @@ from todo_app import (
     TaskUpdate,
 )
 from todo_app.connection import tortoise_connection
-from todo_app.settings import DatabaseURL, get_settings
+from todo_app.dsn import DatabaseURL
+from todo_app.settings import get_settings
 
 pytestmark = pytest.mark.postgres
 DATABASE = f"todo_app_bouncer_{uuid.uuid4().hex[:8]}"

@@ -19,8 +19,9 @@ import todo_app
 from tests.helpers import DIALECTS, FreshURL, pool_releases, postgres_url, server_address
 from todo_app import TaskCreate, TaskRepository, TaskStoreTimeout, TaskStoreUnavailable
 from todo_app.cli.exits import EXIT_UNREACHABLE, translate
-from todo_app.pool import is_fair, make_fair, mark_clean, release_clean
-from todo_app.settings import DatabaseURL, Settings
+from todo_app.dialects.postgres.pool import is_fair, make_fair, mark_clean, release_clean
+from todo_app.dsn import DatabaseURL
+from todo_app.settings import Settings
 
 GiveBack = Callable[[Any, Any], Awaitable[None]]
 QUEUED = 20
@@ -143,7 +144,7 @@ async def test_queued_callers_are_served_in_arrival_order(pool_of_two: Any, give
 async def test_the_direct_path_serves_in_order_without_pool_release(
     pool_of_two: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from todo_app.pool import direct_release
+    from todo_app.dialects.postgres.pool import direct_release
 
     assert direct_release()
     shielded = pool_releases(monkeypatch)
@@ -364,5 +365,5 @@ def test_the_pool_timeout_setting() -> None:
         with pytest.raises(ValueError, match="pool_timeout|POOL_TIMEOUT"):
             Settings(pool_timeout=bad)
     entry = connection_entry(Settings(pool_timeout=2.5), "postgresql://u@h/db")
-    assert entry["engine"] == "todo_app.engine"
+    assert entry["engine"] == "todo_app.dialects.postgres.engine"
     assert entry["credentials"]["pool_timeout"] == 2.5

@@ -88,7 +88,7 @@ async def test_state_set_inside_a_hosts_transaction_is_reset_after_it(one_connec
 async def test_only_the_packages_own_checkouts_skip_the_reset(
     one_connection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import todo_app.pool
+    import todo_app.dialects.postgres.pool
 
     resets: list[str] = []
     repo = TaskRepository("alice")
@@ -97,7 +97,9 @@ async def test_only_the_packages_own_checkouts_skip_the_reset(
     hook = pool._reset
 
     async def recording(connection: Any) -> None:
-        resets.append("skipped" if connection in todo_app.pool._clean else "reset")
+        resets.append(
+            "skipped" if connection in todo_app.dialects.postgres.pool._clean else "reset"
+        )
         await hook(connection)
 
     monkeypatch.setattr(pool, "_reset", recording)
@@ -118,7 +120,7 @@ def idle(pool: Any) -> tuple[int, int]:
 async def test_a_clean_checkout_goes_back_without_pool_release(
     one_connection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from todo_app.pool import direct_release
+    from todo_app.dialects.postgres.pool import direct_release
 
     assert direct_release(), "the pinned asyncpg has the holder API: the fast path is on"
     repo = TaskRepository("alice")
@@ -152,12 +154,12 @@ async def test_a_failed_statement_goes_back_through_pool_release(
 async def test_without_the_holder_api_pool_release_does_it(
     one_connection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import todo_app.pool
+    import todo_app.dialects.postgres.pool
 
     repo = TaskRepository("alice")
     task = await repo.create(TaskCreate(title="slow path"))
     pool = one_connection._pool
-    monkeypatch.setattr(todo_app.pool, "direct_release", lambda: False)
+    monkeypatch.setattr(todo_app.dialects.postgres.pool, "direct_release", lambda: False)
     shielded = pool_releases(monkeypatch)
     assert (await repo.get(task.id)).title == "slow path"
     assert len(shielded) == 1

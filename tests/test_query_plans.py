@@ -15,7 +15,7 @@ import pytest
 import todo_app
 from tests.helpers import FreshURL
 from todo_app.dialects import dialect_named
-from todo_app.settings import DatabaseURL
+from todo_app.dsn import DatabaseURL
 
 ROWS = 30_000
 OWNERS = 30

@@ -13,17 +13,11 @@ from typing import Any
 import pytest
 
 import todo_app
-from todo_app import Settings, TaskRepository, TaskValidationError, consistency, replicas
-from todo_app.replicas import (
-    PRIMARY,
-    ReplicaPolicy,
-    ReplicaSet,
-    _Replica,
-    format_token,
-    newest_token,
-    parse_token,
-)
+from todo_app import Settings, TaskRepository, TaskValidationError, replica_policy, replicas
+from todo_app.replica_policy import ReplicaPolicy
+from todo_app.replicas import ReplicaSet, _Replica
 from todo_app.settings import SettingsError, get_settings
+from todo_app.tokens import PRIMARY, format_token, newest_token, parse_token
 
 PRIMARY_URL = "postgresql://app:secret@db.example/app"
 REPLICA = "postgresql://app:secret@replica-1.example/app"
@@ -32,7 +26,7 @@ OTHER = "postgresql://app:secret@replica-2.example/app"
 
 @pytest.fixture(autouse=True)
 def _clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(consistency, "policies", {})
+    monkeypatch.setattr(replica_policy, "policies", {})
     for name in list(os.environ):
         if name.startswith("TODO_APP_") or name == "DATABASE_URL":
             monkeypatch.delenv(name)
@@ -102,7 +96,7 @@ def test_a_per_request_lag_bound_is_seconds(bound: Any) -> None:
 
 
 async def test_a_lag_bound_of_zero_reads_on_the_primary() -> None:
-    replicas.register("main", ["main_ro"])
+    replica_policy.register("main", ["main_ro"])
     db = _client("main")
     # No replica can prove it holds what was committed an instant ago.
     assert replicas.reader(db, None, lambda db: db, max_lag=0) is None
@@ -176,7 +170,7 @@ def test_tortoise_config_adds_one_connection_per_read_url() -> None:
         "models": ["todo_app.models"],
         "default_connection": "main",
     }
-    policy = consistency.policies["main"]
+    policy = replica_policy.policies["main"]
     assert policy.connections == ("main_read1", "main_read2")
     assert (policy.max_lag, policy.consistency_wait, policy.check_interval) == (2, 0.1, 1)
 
@@ -185,7 +179,7 @@ def test_tortoise_config_adds_one_connection_per_read_url() -> None:
         "postgresql://u@elsewhere/x", connection_name="main", settings=settings
     )
     assert list(other["connections"]) == ["main"]
-    assert "main" not in consistency.policies  # the config decides for its name
+    assert "main" not in replica_policy.policies  # the config decides for its name
     # ...unless they are given; and given replicas apply to DATABASE_URL too.
     given = todo_app.tortoise_config(
         "postgresql://u@elsewhere/x", connection_name="x", settings=settings, read_urls=[OTHER]
@@ -206,11 +200,11 @@ def test_tortoise_config_refuses_replicas_of_sqlite() -> None:
 def test_app_config_registers_read_connections() -> None:
     entry = todo_app.app_config("main", read_connections=["main_ro"], replica_max_lag=3)
     assert entry == {"models": ["todo_app.models"], "default_connection": "main"}
-    assert consistency.policies["main"] == ReplicaPolicy(("main_ro",), max_lag=3)
+    assert replica_policy.policies["main"] == ReplicaPolicy(("main_ro",), max_lag=3)
     todo_app.app_config("main")  # says nothing about replicas: the record stays
-    assert "main" in consistency.policies
+    assert "main" in replica_policy.policies
     todo_app.app_config("main", read_connections=[])
-    assert "main" not in consistency.policies
+    assert "main" not in replica_policy.policies
     for bad, error in (("main", ValueError), (["a", "a"], ValueError), ("ro", TypeError)):
         with pytest.raises(error):
             todo_app.app_config("main", read_connections=bad if bad != "main" else ["main"])
@@ -232,12 +226,12 @@ async def test_without_read_connections_reads_and_writes_are_untouched() -> None
     assert await replicas.after_write(db, None) is None
     assert await replicas.after_write(db, 7) == 7
     # Replicas of a SQLite connection (a hand-made registration) are ignored.
-    replicas.register("lite", ["lite_ro"])
+    replica_policy.register("lite", ["lite_ro"])
     lite = _client("lite", "sqlite")
     assert replicas.reader(lite, None, lambda db: db) is None
     assert await replicas.after_write(lite, 3) == 3
     # The "primary" token reads on the primary whatever is configured.
-    replicas.register("main", ["main_ro"])
+    replica_policy.register("main", ["main_ro"])
     assert replicas.reader(db, PRIMARY, lambda db: db) is None
 
 
@@ -298,7 +292,7 @@ async def test_read_connections_missing_or_not_postgresql_are_not_used(
     }
     async with TortoiseContext():
         await Tortoise.init(config=config)
-        replicas.register("main", ["lite_ro", "nowhere"])
+        replica_policy.register("main", ["lite_ro", "nowhere"])
         assert replicas.reader(_Primary("main"), None, lambda db: db) is None
     assert "read connection 'lite_ro' is not PostgreSQL" in caplog.text
     assert "read connection 'nowhere' of 'main' is not in the Tortoise config" in caplog.text
@@ -307,8 +301,11 @@ async def test_read_connections_missing_or_not_postgresql_are_not_used(
 def test_what_a_failed_replica_read_says_about_the_replica() -> None:
     import asyncpg
 
+    from todo_app.dialects.postgres.replication import StreamingReplication
+
     rs = ReplicaSet.__new__(ReplicaSet)
     rs.policy, rs._samples = ReplicaPolicy(("ro",)), deque()
+    rs.replication = StreamingReplication()
     replica = _Replica("ro", client=None)
     for error, state in (
         (asyncpg.SerializationError("canceling statement due to conflict with recovery"), "ok"),

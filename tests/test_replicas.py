@@ -33,7 +33,7 @@ from todo_app import (
     TaskStatus,
     TaskUpdate,
 )
-from todo_app.replicas import parse_token
+from todo_app.tokens import parse_token
 
 pytestmark = pytest.mark.postgres
 

@@ -30,7 +30,7 @@ from todo_app import (
     TaskStoreUnavailable,
     TaskUpdate,
 )
-from todo_app.settings import DatabaseURL
+from todo_app.dsn import DatabaseURL
 from todo_app.transactions import write_transaction
 
 pytestmark = pytest.mark.postgres

@@ -36,9 +36,10 @@ from todo_app import (
 )
 from todo_app.config import tortoise_config
 from todo_app.dialects import aerich_columns, read_shape
-from todo_app.migrator import inspect_schema, run_script
+from todo_app.dsn import DatabaseURL
+from todo_app.migrator import run_script
 from todo_app.schema_history import SHAPES
-from todo_app.settings import DatabaseURL
+from todo_app.schema_state import inspect_schema
 from todo_app.testing import TodoDatabase
 
 NAMES = [migration.filename for migration in migration_history()]
@@ -369,7 +370,7 @@ async def test_migrations_run_without_the_application_statement_timeout(
         "async def downgrade(db):\n    return 'SELECT 1;'\n\n"
         f"MODELS_STATE = {state}"
     )
-    monkeypatch.setattr(todo_app.guard, "MIGRATIONS_DIR", directory)
+    monkeypatch.setattr(todo_app.schema_state, "MIGRATIONS_DIR", directory)
     monkeypatch.setitem(SHAPES, slow, SHAPES[NAMES[-1]])
     url = await fresh_database_url("postgres")
     # The application's limits: 0.5 s on the server, 1 s on the client.
@@ -675,7 +676,7 @@ async def _apply(db: TodoDatabase, model: Model, op: str, arg: int) -> None:
 
 
 async def _verify(db: TodoDatabase, model: Model) -> None:
-    from todo_app.checks import schema_verdict
+    from todo_app.schema_state import schema_verdict
 
     state = await inspect_schema(db.connection)
     verdict = schema_verdict(state)

@@ -588,7 +588,7 @@ async def test_connect_hook_tries_hosts_and_transports_in_libpq_order(
 ) -> None:
     import asyncpg
 
-    from todo_app.pool import LibpqConnect
+    from todo_app.dialects.postgres.pool import LibpqConnect
 
     tried: list[tuple[object, object, object]] = []
 
@@ -623,7 +623,7 @@ async def test_connect_hook_stops_at_a_live_server_that_refuses(
 ) -> None:
     import asyncpg
 
-    from todo_app.pool import LibpqConnect
+    from todo_app.dialects.postgres.pool import LibpqConnect
 
     tried: list[object] = []
 
@@ -683,18 +683,18 @@ def test_cli_names_the_servers_reason(capsys: pytest.CaptureFixture[str]) -> Non
     assert 'authentication failed: role "todo_app_no_such_role" does not exist' in output
 
 
-def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
-    """The README's configuration table and ``.env.example`` name every setting by
-    the variable a user sets."""
+def test_every_setting_is_documented_in_the_reference_and_env_example() -> None:
+    """docs/configuration.md's table and ``.env.example`` name every setting by the
+    variable a user sets."""
     from pydantic import AliasChoices
 
     root = Path(__file__).resolve().parent.parent
-    readme = (root / "README.md").read_text()
+    reference = (root / "docs" / "configuration.md").read_text()
     example = (root / ".env.example").read_text()
     for name, info in Settings.model_fields.items():
         alias = info.validation_alias
         assert isinstance(alias, AliasChoices), name
         variables = [str(choice) for choice in alias.choices if str(choice).isupper()]
-        assert any(f"| `{variable}`" in readme or f"`{variable}` |" in readme
-                   or f"/ `{variable}`" in readme for variable in variables), name  # fmt: skip
+        assert any(f"| `{variable}`" in reference or f"`{variable}` |" in reference
+                   or f"/ `{variable}`" in reference for variable in variables), name  # fmt: skip
         assert any(f"\n{variable}=" in example for variable in variables), name

@@ -11,7 +11,8 @@ import pytest
 
 import todo_app
 from tests.helpers import DIALECTS, FreshURL
-from todo_app.settings import DatabaseURL, Settings, get_settings
+from todo_app.dsn import DatabaseURL
+from todo_app.settings import Settings, get_settings
 
 T = TypeVar("T")
 

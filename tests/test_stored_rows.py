@@ -40,8 +40,8 @@ from todo_app import (
 from todo_app.cli import main
 from todo_app.config import tortoise_config
 from todo_app.dialects import read_shape
+from todo_app.dsn import DatabaseURL
 from todo_app.schema_history import SHAPES
-from todo_app.settings import DatabaseURL
 from todo_app.testing import TodoDatabase
 
 NAMES = [migration.filename for migration in migration_history()]
@@ -364,7 +364,7 @@ def test_a_value_the_sqlite_checks_pass_reads_back(column: str, value: Any) -> N
     """Whatever SQLite stores in a column, the dialect's check passes it only if the
     row then reads back (so adoption and writes never let in what reads refuse)."""
     from todo_app.dialects.base import column_kinds
-    from todo_app.dialects.sqlite import SQLiteDialect
+    from todo_app.dialects.sqlite.dialect import SQLiteDialect
     from todo_app.schemas import TaskRead
 
     kind, nullable = column_kinds()[column]
@@ -392,7 +392,7 @@ def test_a_value_the_sqlite_checks_pass_reads_back(column: str, value: Any) -> N
 def test_what_todo_app_writes_passes_the_sqlite_checks(
     moment: dt.datetime, task_id: uuid.UUID, version: int
 ) -> None:
-    from todo_app.dialects.sqlite import SQLiteDialect
+    from todo_app.dialects.sqlite.dialect import SQLiteDialect
 
     dialect = SQLiteDialect()
     checks = dialect.statements.checks

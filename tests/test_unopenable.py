@@ -34,8 +34,7 @@ from tortoise.context import TortoiseContext
 import todo_app
 from tests.helpers import FreshURL
 from todo_app import TaskCreate, TaskRepository, TaskStoreError, TaskStoreUnavailable
-from todo_app.checks import ensure_schema_current
-from todo_app.cli import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from todo_app.cli.exits import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from todo_app.migrator import (
     applied_migrations,
     downgrade,
@@ -44,6 +43,7 @@ from todo_app.migrator import (
     plan_downgrade,
 )
 from todo_app.settings import get_settings
+from todo_app.startup_check import ensure_schema_current
 
 #: A hard bound on any one call: a hang fails the test instead of stalling it.
 HARD_LIMIT = 30.0
@@ -296,10 +296,10 @@ async def test_a_lock_left_by_a_hosts_own_failed_open_is_recovered(
 ) -> None:
     """A host's own query on Tortoise's client fails to open the file and leaves the
     client's lock held (Tortoise 1.1.9); todo_app's next call still answers."""
-    import todo_app.dialects.sqlite
+    import todo_app.dialects.sqlite.dialect
 
     # How long a lock held by nobody who opened anything is waited for (15 s).
-    monkeypatch.setattr(todo_app.dialects.sqlite, "_OPEN_WAIT", 0.5, raising=False)
+    monkeypatch.setattr(todo_app.dialects.sqlite.dialect, "_OPEN_WAIT", 0.5, raising=False)
     url, fix = _open_fault(fault, tmp_path)
     async with TortoiseContext():
         await Tortoise.init(config=_plain_config(url))

@@ -5,166 +5,98 @@ config with :func:`tortoise_config`), apply its migrations with :func:`upgrade`
 (or ``aerich upgrade``), then work with tasks.
 """
 
+import ast
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+# The public API, listed once: each name with the module that defines it. Type
+# checkers read these imports; at run time each module is imported on first use of a
+# name (``__getattr__``), so ``import todo_app.cli`` (and ``todo-app --help``) does
+# not pay for Tortoise, pydantic and Aerich before a command needs them.
 if TYPE_CHECKING:
-    from todo_app.checks import ensure_schema_current
-    from todo_app.config import APP_LABEL, app_config, connection_entry, tortoise_config
-    from todo_app.errors import (
-        ForeignAerichTable,
-        MigrationDataError,
-        MigrationError,
-        MigrationFailed,
-        MigrationLockTimeout,
-        MigrationPlanError,
-        ReadOnlyModel,
-        SchemaAhead,
-        SchemaMismatch,
-        SchemaOutOfDate,
-        TaskConflict,
-        TaskDataError,
-        TaskError,
-        TaskNotFound,
-        TaskStoreError,
-        TaskStoreTimeout,
-        TaskStoreUnavailable,
-        TaskValidationError,
-        TodoAppError,
-    )
-    from todo_app.migrator import (
-        DowngradePlan,
-        applied_migrations,
-        check_drift,
-        downgrade,
-        migrate,
-        migration_history,
-        pending_migrations,
-        plan_downgrade,
-        upgrade,
-    )
-    from todo_app.models import Task, TaskStatus
-    from todo_app.replicas import ReplicaStatus, newest_token, on_replica_state, replica_status
-    from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
-    from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
-    from todo_app.settings import DatabaseURL, DatabaseURLError, Settings, SSLMode, get_settings
-    from todo_app.startup import freeze_startup_objects, lifespan
+    from todo_app.config import APP_LABEL as APP_LABEL
+    from todo_app.config import app_config as app_config
+    from todo_app.config import connection_entry as connection_entry
+    from todo_app.config import tortoise_config as tortoise_config
+    from todo_app.dsn import DatabaseURL as DatabaseURL
+    from todo_app.dsn import SSLMode as SSLMode
+    from todo_app.errors import DatabaseURLError as DatabaseURLError
+    from todo_app.errors import ForeignAerichTable as ForeignAerichTable
+    from todo_app.errors import MigrationDataError as MigrationDataError
+    from todo_app.errors import MigrationError as MigrationError
+    from todo_app.errors import MigrationFailed as MigrationFailed
+    from todo_app.errors import MigrationLockTimeout as MigrationLockTimeout
+    from todo_app.errors import MigrationPlanError as MigrationPlanError
+    from todo_app.errors import ReadOnlyModel as ReadOnlyModel
+    from todo_app.errors import SchemaAhead as SchemaAhead
+    from todo_app.errors import SchemaMismatch as SchemaMismatch
+    from todo_app.errors import SchemaOutOfDate as SchemaOutOfDate
+    from todo_app.errors import TaskConflict as TaskConflict
+    from todo_app.errors import TaskDataError as TaskDataError
+    from todo_app.errors import TaskError as TaskError
+    from todo_app.errors import TaskNotFound as TaskNotFound
+    from todo_app.errors import TaskStoreError as TaskStoreError
+    from todo_app.errors import TaskStoreTimeout as TaskStoreTimeout
+    from todo_app.errors import TaskStoreUnavailable as TaskStoreUnavailable
+    from todo_app.errors import TaskValidationError as TaskValidationError
+    from todo_app.errors import TodoAppError as TodoAppError
+    from todo_app.migrator import DowngradePlan as DowngradePlan
+    from todo_app.migrator import applied_migrations as applied_migrations
+    from todo_app.migrator import check_drift as check_drift
+    from todo_app.migrator import downgrade as downgrade
+    from todo_app.migrator import migrate as migrate
+    from todo_app.migrator import pending_migrations as pending_migrations
+    from todo_app.migrator import plan_downgrade as plan_downgrade
+    from todo_app.migrator import upgrade as upgrade
+    from todo_app.models import Task as Task
+    from todo_app.replicas import ReplicaStatus as ReplicaStatus
+    from todo_app.replicas import on_replica_state as on_replica_state
+    from todo_app.replicas import replica_status as replica_status
+    from todo_app.repository import MAX_PAGE_SIZE as MAX_PAGE_SIZE
+    from todo_app.repository import TaskRepository as TaskRepository
+    from todo_app.rules import TaskStatus as TaskStatus
+    from todo_app.schema_state import migration_history as migration_history
+    from todo_app.schemas import TaskCreate as TaskCreate
+    from todo_app.schemas import TaskPage as TaskPage
+    from todo_app.schemas import TaskRead as TaskRead
+    from todo_app.schemas import TaskUpdate as TaskUpdate
+    from todo_app.settings import Settings as Settings
+    from todo_app.settings import get_settings as get_settings
+    from todo_app.startup import freeze_startup_objects as freeze_startup_objects
+    from todo_app.startup import lifespan as lifespan
+    from todo_app.startup_check import ensure_schema_current as ensure_schema_current
+    from todo_app.tokens import newest_token as newest_token
 
-_EXPORTS: dict[str, str] = {
-    "APP_LABEL": "todo_app.config",
-    "DatabaseURL": "todo_app.settings",
-    "DatabaseURLError": "todo_app.errors",
-    "ReadOnlyModel": "todo_app.errors",
-    "ReplicaStatus": "todo_app.replicas",
-    "newest_token": "todo_app.replicas",
-    "on_replica_state": "todo_app.replicas",
-    "replica_status": "todo_app.replicas",
-    "TodoAppError": "todo_app.errors",
-    "MAX_PAGE_SIZE": "todo_app.repository",
-    "DowngradePlan": "todo_app.migrator",
-    "ForeignAerichTable": "todo_app.errors",
-    "MigrationDataError": "todo_app.errors",
-    "MigrationError": "todo_app.errors",
-    "MigrationFailed": "todo_app.errors",
-    "MigrationLockTimeout": "todo_app.errors",
-    "MigrationPlanError": "todo_app.errors",
-    "SchemaAhead": "todo_app.errors",
-    "SchemaMismatch": "todo_app.errors",
-    "SSLMode": "todo_app.settings",
-    "SchemaOutOfDate": "todo_app.errors",
-    "Settings": "todo_app.settings",
-    "Task": "todo_app.models",
-    "TaskConflict": "todo_app.errors",
-    "TaskCreate": "todo_app.schemas",
-    "TaskDataError": "todo_app.errors",
-    "TaskError": "todo_app.errors",
-    "TaskNotFound": "todo_app.errors",
-    "TaskPage": "todo_app.schemas",
-    "TaskRead": "todo_app.schemas",
-    "TaskRepository": "todo_app.repository",
-    "TaskStoreError": "todo_app.errors",
-    "TaskStoreTimeout": "todo_app.errors",
-    "TaskStoreUnavailable": "todo_app.errors",
-    "TaskStatus": "todo_app.models",
-    "TaskUpdate": "todo_app.schemas",
-    "TaskValidationError": "todo_app.errors",
-    "app_config": "todo_app.config",
-    "connection_entry": "todo_app.config",
-    "applied_migrations": "todo_app.migrator",
-    "check_drift": "todo_app.migrator",
-    "downgrade": "todo_app.migrator",
-    "ensure_schema_current": "todo_app.checks",
-    "freeze_startup_objects": "todo_app.startup",
-    "lifespan": "todo_app.startup",
-    "get_settings": "todo_app.settings",
-    "migrate": "todo_app.migrator",
-    "migration_history": "todo_app.migrator",
-    "pending_migrations": "todo_app.migrator",
-    "plan_downgrade": "todo_app.migrator",
-    "tortoise_config": "todo_app.config",
-    "upgrade": "todo_app.migrator",
-}
 
-__all__ = [
-    "APP_LABEL",
-    "MAX_PAGE_SIZE",
-    "DatabaseURL",
-    "DatabaseURLError",
-    "DowngradePlan",
-    "ForeignAerichTable",
-    "MigrationDataError",
-    "MigrationError",
-    "MigrationFailed",
-    "MigrationLockTimeout",
-    "MigrationPlanError",
-    "ReadOnlyModel",
-    "ReplicaStatus",
-    "SSLMode",
-    "SchemaAhead",
-    "SchemaMismatch",
-    "SchemaOutOfDate",
-    "Settings",
-    "Task",
-    "TaskConflict",
-    "TaskCreate",
-    "TaskDataError",
-    "TaskError",
-    "TaskNotFound",
-    "TaskPage",
-    "TaskRead",
-    "TaskRepository",
-    "TaskStatus",
-    "TaskStoreError",
-    "TaskStoreTimeout",
-    "TaskStoreUnavailable",
-    "TaskUpdate",
-    "TaskValidationError",
-    "TodoAppError",
-    "__version__",
-    "app_config",
-    "applied_migrations",
-    "check_drift",
-    "connection_entry",
-    "downgrade",
-    "ensure_schema_current",
-    "freeze_startup_objects",
-    "get_settings",
-    "lifespan",
-    "migrate",
-    "migration_history",
-    "newest_token",
-    "on_replica_state",
-    "pending_migrations",
-    "plan_downgrade",
-    "replica_status",
-    "tortoise_config",
-    "upgrade",
-]
+def _exports() -> dict[str, str]:
+    """Each public name -> its defining module, read from the ``TYPE_CHECKING`` imports
+    above: the one list of the API, for type checkers and the run time alike.
+
+    The source comes through the module's loader, so a zipped install reads it too."""
+    get_source = getattr(__spec__.loader if __spec__ else None, "get_source", None)
+    source = get_source(__name__) if get_source is not None else None
+    if source is None:  # pragma: no cover - a sourceless (.pyc-only) install
+        raise ImportError("todo_app needs its source files: install it from the wheel")
+    tree = ast.parse(source)
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+        if node.test.id == "TYPE_CHECKING"
+    )
+    return {
+        alias.asname or alias.name: str(node.module)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+
+_EXPORTS: Final = _exports()
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
-    # Deferred imports: `import todo_app.cli` (and so `todo-app --help`) must not pay
-    # for Tortoise, pydantic and Aerich before a command needs them.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

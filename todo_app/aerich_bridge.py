@@ -29,14 +29,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from todo_app.config import APP_LABEL
 from todo_app.dialects import dialect_for
 from todo_app.errors import MigrationPlanError, SchemaAhead, SchemaMismatch
-from todo_app.guard import SOURCE_DIR
-from todo_app.migrator import (
-    adopt,
-    inspect_schema,
-    lock_aerich_transaction,
-    migration_history,
-    run_script,
-)
+from todo_app.migrator import adopt, lock_aerich_transaction, run_script
+from todo_app.schema_state import SOURCE_DIR, inspect_schema, migration_history
 
 __all__ = [
     "InstallReport",

@@ -9,15 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from todo_app import consistency
+from todo_app import replica_policy
 from todo_app.connection import tortoise_connection
-from todo_app.settings import (
-    DatabaseURL,
-    DatabaseURLError,
-    Settings,
-    check_read_url,
-    get_settings,
-)
+from todo_app.dsn import DatabaseURL
+from todo_app.errors import DatabaseURLError
+from todo_app.settings import Settings, get_settings, read_url_rules
 
 __all__ = ["APP_LABEL", "MODELS_MODULE", "app_config", "connection_entry", "tortoise_config"]
 
@@ -50,7 +46,7 @@ def app_config(
     it leaves the record alone.
     """
     if read_connections is not None:
-        consistency.register(
+        replica_policy.register(
             connection_name,
             read_connections,
             max_lag=replica_max_lag,
@@ -68,16 +64,9 @@ def connection_entry(settings: Settings, url: DatabaseURL | str | None = None) -
         url = settings.database_url
     elif isinstance(url, str):
         url = DatabaseURL(url)
-    return tortoise_connection(
-        url,
-        pool_min_size=settings.pool_min_size,
-        pool_max_size=settings.pool_max_size,
-        pool_timeout=settings.pool_timeout,
-        ssl_mode=settings.ssl_mode,
-        statement_cache_size=settings.statement_cache_size,
-        connect_timeout=settings.connect_timeout,
-        statement_timeout=settings.statement_timeout,
-    )
+    # Validating the settings built the entries of their own URLs: not again.
+    entry = settings.built_entry(url)
+    return entry if entry is not None else tortoise_connection(url, **settings.connection_options())
 
 
 def tortoise_config(
@@ -107,7 +96,7 @@ def tortoise_config(
     connections = {connection_name: connection_entry(settings, url)}
     names: list[str] = []
     for number, read_url in enumerate(read_urls, start=1):
-        read = check_read_url(
+        read = read_url_rules(
             read_url if isinstance(read_url, DatabaseURL) else DatabaseURL(read_url)
         )
         if url.dialect != "postgres":

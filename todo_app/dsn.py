@@ -27,7 +27,11 @@ from pydantic_core import core_schema
 
 from todo_app.errors import DatabaseURLError
 
-__all__ = ["DatabaseURL", "DatabaseURLError", "SSLMode", "parse_uri"]
+__all__ = [
+    "DatabaseURL",
+    "SSLMode",
+    "parse_uri",
+]
 
 _POSTGRES_SCHEMES: Final = frozenset({"postgres", "postgresql", "asyncpg"})
 #: Keys whose values carry a secret. Values of unknown keys are masked as well.

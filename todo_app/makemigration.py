@@ -41,12 +41,12 @@ from typing import Any, Final
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from todo_app.compat import require
 from todo_app.config import APP_LABEL
 from todo_app.dialects import read_shape
+from todo_app.dsn import DatabaseURL
 from todo_app.errors import MigrationFailed, MigrationPlanError, TaskStoreUnavailable
-from todo_app.guard import Migration, inspect_schema, migration_history
 from todo_app.migrator import check_drift, connection_to, run_script, upgrade
-from todo_app.schema import TableShape, differences
 from todo_app.schema_history import (
     MIGRATIONS_DIR,
     SHAPES,
@@ -54,7 +54,9 @@ from todo_app.schema_history import (
     shape_path,
     shape_to_json,
 )
-from todo_app.settings import DatabaseURL, get_settings
+from todo_app.schema_state import Migration, inspect_schema, migration_history
+from todo_app.settings import get_settings
+from todo_app.table_shape import TableShape, differences
 from todo_app.transactions import write_transaction
 
 __all__ = [
@@ -165,6 +167,8 @@ def _aerich_migrate(db: BaseDBAsyncClient) -> Iterator[Any]:
     """Aerich's ``Migrate`` set up for todo_app on ``db``'s dialect, as ``aerich
     migrate`` sets it up; its class-level state is cleared before and after."""
     from aerich.migrate import Migrate
+
+    require("aerich.migrate_diff")
 
     def clear() -> None:
         Migrate.upgrade_operators = []

@@ -41,7 +41,9 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
 from todo_app.config import APP_LABEL, app_config, tortoise_config
-from todo_app.dialects import Dialect, dialect_for, translate
+from todo_app.dialects import dialect_for, translate
+from todo_app.dialects.base import Dialect
+from todo_app.dsn import DatabaseURL
 from todo_app.errors import (
     MigrationDataError,
     MigrationError,
@@ -54,43 +56,33 @@ from todo_app.errors import (
     TaskStoreUnavailable,
     TodoAppError,
 )
-from todo_app.guard import (
-    HOW_TO_MIGRATE,
-    MIGRATIONS_DIR,
+from todo_app.models import Task
+from todo_app.schema_state import (
     Migration,
     SchemaState,
     inspect_schema,
     migration_history,
     recorded_migrations,
 )
-from todo_app.models import Task
-from todo_app.schema import TABLE, TableShape
-from todo_app.settings import DatabaseURL
+from todo_app.table_shape import TABLE, TableShape
 from todo_app.transactions import write_transaction
 
 # adopt, connection_to, run_script and translated are the runner's parts that the
-# package's other adapters reuse (todo_app.checks, todo_app.aerich_bridge); todo_app
+# package's other adapters reuse (todo_app.startup_check, todo_app.aerich_bridge); todo_app
 # does not re-export them.
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
-    "HOW_TO_MIGRATE",
-    "MIGRATIONS_DIR",
     "DowngradePlan",
-    "Migration",
-    "MigrationError",
     "RevertStep",
-    "SchemaState",
     "Target",
     "adopt",
     "applied_migrations",
     "check_drift",
     "connection_to",
     "downgrade",
-    "inspect_schema",
     "lock_aerich_transaction",
     "lock_in_transaction",
     "migrate",
-    "migration_history",
     "pending_migrations",
     "plan_downgrade",
     "run_script",

@@ -36,11 +36,13 @@ from tortoise.manager import Manager
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from todo_app import rules
+from todo_app import compat, rules
 from todo_app.errors import ReadOnlyModel
-from todo_app.rules import TaskStatus, utc_now
+from todo_app.rules import TaskStatus
 
-__all__ = ["Task", "TaskStatus", "utc_now"]
+__all__ = [
+    "Task",
+]
 
 
 def _refuse(what: str) -> NoReturn:
@@ -208,7 +210,7 @@ class Task(Model):
         ``update_fields`` is a ``TaskValidationError``."""
         _same_connection(using_db)
         writes = _write_path()
-        if force_create or (not self._saved_in_db and not force_update):
+        if force_create or (not compat.is_saved(self) and not force_update):
             stored = await writes.create({name: getattr(self, name) for name in _CREATE_FIELDS})
         else:
             names = list(_SAVED_FIELDS if update_fields is None else update_fields)
@@ -235,7 +237,7 @@ class Task(Model):
     def _refresh_from(self, stored: Any) -> None:
         for name in self._meta.fields_db_projection:
             setattr(self, name, getattr(stored, name))
-        self._saved_in_db = True
+        compat.mark_saved(self)
 
     @classmethod
     def bulk_create(cls, *args: Any, **kwargs: Any) -> NoReturn:

@@ -67,66 +67,31 @@ import math
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
 
 from tortoise.backends.base.client import TransactionalDBClient
 
-from todo_app import consistency
-from todo_app.consistency import (
-    PRIMARY,
-    PRIMARY_TOKEN,
-    ReplicaPolicy,
-    format_token,
-    lsn,
-    newest_token,
-    parse_token,
-    register,
-)
-from todo_app.dialects import has_replicas
-from todo_app.pool import mark_clean, release_clean
+from todo_app import replica_policy
+from todo_app.dialects import replication_of
+from todo_app.dialects.base import Replication
+from todo_app.replica_policy import ReplicaPolicy
+from todo_app.tokens import PRIMARY, lsn
 
 __all__ = [
-    "PRIMARY_TOKEN",
     "REPLICA_STATUS_TIMEOUT",
-    "ReplicaPolicy",
     "ReplicaStatus",
     "after_write",
-    "format_token",
     "in_use",
-    "newest_token",
     "on_replica_state",
-    "parse_token",
     "reader",
-    "register",
     "replica_status",
 ]
 
 logger = logging.getLogger("todo_app.replicas")
 
-#: The token of a write whose commit position is unknown: read on the primary.
-_POSITION: Final = (
-    "SELECT pg_is_in_recovery() AS standby, CASE WHEN pg_is_in_recovery() "
-    "THEN COALESCE(pg_last_wal_replay_lsn(), '0/0') ELSE pg_current_wal_insert_lsn() END AS lsn"
-)
-#: Which server a connection reached: a replica's is compared with the primary's.
-_IDENTITY: Final = (
-    "SELECT pg_is_in_recovery() AS standby, "
-    "(SELECT system_identifier FROM pg_control_system()) AS system, "
-    "current_database() AS database, pg_postmaster_start_time() AS started"
-)
-#: A replica's check: ``_IDENTITY`` and ``_POSITION`` in one round trip.
-_CHECK: Final = (
-    _IDENTITY + ", CASE WHEN pg_is_in_recovery() "
-    "THEN COALESCE(pg_last_wal_replay_lsn(), '0/0') ELSE pg_current_wal_insert_lsn() END AS lsn"
-)
-#: Every commit acknowledged before this statement lies at or before its answer.
-_COMMITTED_POSITION: Final = (
-    "SELECT CASE WHEN current_setting('synchronous_commit') = 'off' "
-    "THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END"
-)
 #: A write's commit position is kept as a freshness sample at most this often.
 _SAMPLE_SPACING: Final = 0.05
 #: Longest pause between two looks at a replica a token read is waiting for.
@@ -204,7 +169,7 @@ class _Replica:
         self.schema_ok = False
         self.reads = 0
         self.check: asyncio.Task[None] | None = None
-        #: Its connections (asyncpg's) proven to reach a standby of the primary.
+        #: Its connections (the driver's) proven to reach a standby of the primary.
         self.verified: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The status last reported (logged, told to subscribers).
         self.reported = ReplicaStatus(name, "unknown", None, None, None, 0, self.reason)
@@ -259,6 +224,10 @@ class ReplicaSet:
 
         self._primary = weakref.ref(primary)  # the set lives as long as its primary
         self.policy = policy
+        replication = replication_of(primary)
+        assert replication is not None, "a set is made for a primary that can have replicas"
+        #: The database's side: its SQL, connections and failures (replicas share it).
+        self.replication: Replication = replication
         self.replicas: list[_Replica] = []
         for name in policy.connections:
             try:
@@ -270,13 +239,9 @@ class ReplicaSet:
                     primary.connection_name,
                 )
                 continue
-            if has_replicas(client):
+            if replication_of(client) is not None:
                 self.replicas.append(_Replica(name, client))
-                if getattr(client, "_pool", None) is None and hasattr(client, "pool_minsize"):
-                    # No connection floor: the checks are a replica's reconnect loop.
-                    # asyncpg would keep one by reconnecting a replica that is down in
-                    # the background, logging a traceback at every attempt.
-                    client.pool_minsize = 0
+                replication.prepare_replica(client)
             else:
                 logger.warning("read connection %r is not PostgreSQL: not used", name)
         self._samples: deque[tuple[float, int]] = deque()
@@ -336,19 +301,19 @@ class ReplicaSet:
             return
         at = time.monotonic()
         try:
-            async with _acquire(primary) as connection:
-                lsn = await connection.fetchval(_COMMITTED_POSITION)
+            async with self.replication.acquire(primary) as connection:
+                lsn = await connection.fetchval(self.replication.committed_position)
         except Exception as exc:  # the primary being down is the writers' news, not ours
-            logger.debug("cannot read the primary's WAL position: %s", _reason(exc))
+            logger.debug("cannot read the primary's WAL position: %s", self.replication.reason(exc))
             return
         self.add_sample(at, int(lsn))
 
     async def _check(self, replica: _Replica) -> None:
-        from todo_app.guard import inspect_schema, schema_verdict
+        from todo_app.schema_state import inspect_schema, schema_verdict
 
         try:
-            async with _acquire(replica.client) as connection:
-                row = await connection.fetchrow(_CHECK)
+            async with self.replication.acquire(replica.client) as connection:
+                row = await connection.fetchrow(self.replication.check)
                 server = getattr(connection, "_con", None) or connection
             replica.standby = bool(row["standby"])
             if (difference := await self._difference(row)) is not None:
@@ -367,7 +332,7 @@ class ReplicaSet:
         except Exception as exc:
             if self._primary() is None:
                 return  # the context closed under the check
-            replica.fail("down", _reason(exc))
+            replica.fail("down", self.replication.reason(exc))
         self._report(replica)
 
     async def _primary_identity(self, *, again: bool = False) -> _Identity | None:
@@ -377,16 +342,16 @@ class ReplicaSet:
         if primary is None or (self._identity is not None and not again):
             return self._identity
         try:
-            async with _acquire(primary) as connection:
-                row = await connection.fetchrow(_IDENTITY)
+            async with self.replication.acquire(primary) as connection:
+                row = await connection.fetchrow(self.replication.identity)
         except Exception as exc:  # the primary being down is the writers' news
-            logger.debug("cannot read the primary's identity: %s", _reason(exc))
+            logger.debug("cannot read the primary's identity: %s", self.replication.reason(exc))
             return self._identity
         self._identity = _Identity(int(row["system"]), row["database"], row["started"])
         return self._identity
 
     async def _difference(self, row: Mapping[str, Any]) -> tuple[str, str] | None:
-        """Why the server that answered ``_IDENTITY`` (a state and a reason), or None
+        """Why the server that answered ``Replication.identity`` (a state and a reason), or None
         when it is a standby of the primary's cluster on the primary's database, or
         the primary's server itself."""
         primary = await self._primary_identity()
@@ -421,7 +386,7 @@ class ReplicaSet:
         server = getattr(connection, "_con", None) or connection
         if server in replica.verified:
             return True
-        difference = await self._difference(await connection.fetchrow(_IDENTITY))
+        difference = await self._difference(await connection.fetchrow(self.replication.identity))
         if difference is None:
             replica.verified.add(server)
             return True
@@ -484,7 +449,7 @@ class ReplicaSet:
         self, replica: _Replica, sql: str, args: tuple[Any, ...]
     ) -> Sequence[Mapping[str, Any]] | None:
         try:
-            async with _acquire(replica.client) as connection:
+            async with self.replication.acquire(replica.client) as connection:
                 if not await self._proven(replica, connection):
                     return None
                 rows: Sequence[Mapping[str, Any]] = await connection.fetch(sql, *args)
@@ -504,10 +469,10 @@ class ReplicaSet:
         pause = 0.001
         while True:
             try:
-                async with _acquire(replica.client) as connection:
+                async with self.replication.acquire(replica.client) as connection:
                     if not await self._proven(replica, connection):
                         return None
-                    row = await connection.fetchrow(_POSITION)
+                    row = await connection.fetchrow(self.replication.position)
                     if replica.standby and not row["standby"]:
                         # Promoted since its check: its position is of a timeline of
                         # its own and proves nothing about the primary's writes.
@@ -529,17 +494,14 @@ class ReplicaSet:
             pause = min(pause * 2, _MAX_POLL)
 
     def _failed(self, replica: _Replica, exc: Exception) -> None:
-        import asyncpg
-
-        if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
-            replica.fail("schema-behind", f"{_reason(exc)}: it has not replayed a migration yet")
-        elif isinstance(exc, asyncpg.SerializationError | asyncpg.QueryCanceledError):
+        failure = self.replication.read_failure(exc)
+        if failure is None:
             # A recovery conflict or the statement timeout cancelled this one read:
             # the replica itself is well. The read runs on the primary.
-            logger.info("read replica %r refused a read: %s", replica.name, _reason(exc))
+            reason = self.replication.reason(exc)
+            logger.info("read replica %r refused a read: %s", replica.name, reason)
             return
-        else:
-            replica.fail("down", _reason(exc))
+        replica.fail(*failure)
         self._report(replica)
 
     def statuses(self) -> list[ReplicaStatus]:
@@ -572,8 +534,8 @@ def on_replica_state(callback: StateCallback) -> Callable[[], None]:
 
 def _replica_set(db: Any) -> ReplicaSet | None:
     """The replica set of ``db`` (a primary client outside a transaction), if any."""
-    policy = consistency.policies.get(db.connection_name)
-    if policy is None or not has_replicas(db):
+    policy = replica_policy.policies.get(db.connection_name)
+    if policy is None or replication_of(db) is None:
         return None
     if isinstance(db, TransactionalDBClient):
         return None
@@ -629,7 +591,7 @@ def reader(
     for ``fallback(db)`` itself (no replicas, inside a transaction, the ``primary``
     token, a ``max_lag`` of 0). ``fallback`` makes the primary's reader (``Runner``);
     ``max_lag`` is the read's own lag bound (s), within the configured one."""
-    if not consistency.policies or token == PRIMARY:
+    if not replica_policy.policies or token == PRIMARY:
         return None  # the common case costs this one test
     if max_lag is not None and max_lag <= 0:
         return None  # no replica can prove it holds what was committed an instant ago
@@ -642,7 +604,7 @@ def reader(
 def in_use() -> bool:
     """Whether any connection has read replicas: without them the repository's
     replica seam costs this one test per write."""
-    return bool(consistency.policies)
+    return bool(replica_policy.policies)
 
 
 async def after_write(db: Any, token: int | None) -> int | None:
@@ -650,8 +612,8 @@ async def after_write(db: Any, token: int | None) -> int | None:
     position now, which lies at or after the write's commit record. Unchanged when ``db``
     has no replicas; ``PRIMARY`` inside the caller's transaction (the commit is still
     to come) or when the position cannot be read (the write itself succeeded)."""
-    policy = consistency.policies.get(db.connection_name) if consistency.policies else None
-    if policy is None or not has_replicas(db):
+    policy = replica_policy.policies.get(db.connection_name) if replica_policy.policies else None
+    if policy is None or replication_of(db) is None:
         return token
     if isinstance(db, TransactionalDBClient):
         return PRIMARY
@@ -660,8 +622,8 @@ async def after_write(db: Any, token: int | None) -> int | None:
         return token
     at = time.monotonic()
     try:
-        async with _acquire(db) as connection:
-            position = int(await connection.fetchval(_COMMITTED_POSITION))
+        async with replicas.replication.acquire(db) as connection:
+            position = int(await connection.fetchval(replicas.replication.committed_position))
     except Exception as exc:
         logger.info("no consistency token after a write (%s): reads go to the primary", exc)
         return PRIMARY
@@ -700,26 +662,6 @@ async def replica_status(
 # -- plumbing ----------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _acquire(client: Any) -> AsyncIterator[Any]:
-    """A pooled asyncpg connection of ``client`` for todo_app's own statements only
-    (so the pool may skip its reset: see ``todo_app.pool``)."""
-    pool = client._pool
-    if pool is None:  # not opened yet: Tortoise opens it, once, under its lock
-        async with client.acquire_connection() as connection:
-            mark_clean(connection)
-            yield connection
-        return
-    connection = await pool.acquire()
-    mark_clean(connection)
-    try:
-        yield connection
-    except BaseException:
-        await pool.release(connection)  # shielded: a cancelled caller strands nothing
-        raise
-    await release_clean(pool, connection)
-
-
 def _not_replayed(verdict: Any) -> str:
     """The guard's verdict on a standby's table, said for a standby: it cannot be
     migrated, only replay the primary's migrations."""
@@ -730,18 +672,3 @@ def _not_replayed(verdict: Any) -> str:
             "(migrate the primary; a standby only replays)"
         )
     return str(verdict)
-
-
-def _reason(exc: BaseException) -> str:
-    import asyncpg
-
-    from todo_app.connection import connection_failure, is_connection_failure
-
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):  # an OSError: first
-        return "no answer in time"
-    if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
-        # An open connection that broke: the server was reached before, so it is one.
-        return f"the server closed the connection ({exc}): stopped, crashed or restarted"
-    if is_connection_failure(exc) or isinstance(exc, OSError):
-        return connection_failure(exc)
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:300] or type(exc).__name__

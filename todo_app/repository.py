@@ -22,9 +22,9 @@ from typing import Any, Concatenate, Final, NoReturn, ParamSpec, TypeVar
 
 import pydantic
 
-from todo_app import replicas, rules
-from todo_app.dialects import Runner, Statements, translate
-from todo_app.dialects.base import MALFORMED, model_columns
+from todo_app import replicas, rules, tokens
+from todo_app.dialects import Runner, translate
+from todo_app.dialects.base import MALFORMED, Statements, model_columns
 from todo_app.errors import (
     TaskConflict,
     TaskDataError,
@@ -33,8 +33,9 @@ from todo_app.errors import (
     TaskStoreError,
     TaskValidationError,
 )
-from todo_app.models import Task, TaskStatus, utc_now
+from todo_app.models import Task
 from todo_app.pagination import Cursor, Order
+from todo_app.rules import TaskStatus, utc_now
 from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
 
 __all__ = ["MAX_PAGE_SIZE", "TaskRepository"]
@@ -177,7 +178,7 @@ class TaskRepository:
             self._owner = rules.clean_user_id(owner_id)
         except ValueError as exc:
             raise TaskValidationError("owner_id", str(exc)) from None
-        self._token = replicas.parse_token(consistency)
+        self._token = tokens.parse_token(consistency)
         self._max_lag = _lag_bound(max_lag)
 
     @property
@@ -189,7 +190,7 @@ class TaskRepository:
         """A token covering this repository's writes (and the token it was given):
         hand it to the next request's repository. Opaque, header- and cookie-safe.
         None without read replicas, where every read sees every committed write."""
-        return replicas.format_token(self._token)
+        return tokens.format_token(self._token)
 
     def __repr__(self) -> str:
         return f"TaskRepository(owner_id={self._owner!r})"

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from todo_app.schema import TableShape
+from todo_app.table_shape import TableShape
 
 __all__ = [
     "MIGRATIONS_DIR",

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Self
 
 from dotenv.parser import parse_stream
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -25,21 +32,19 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from todo_app.connection import check_url
-from todo_app.dsn import DatabaseURL, DatabaseURLError, SSLMode
-from todo_app.errors import TodoAppError
-from todo_app.pool import DEFAULT_POOL_TIMEOUT
+from todo_app.compat import require
+from todo_app.connection import DEFAULT_POOL_TIMEOUT, check_url, tortoise_connection
+from todo_app.dsn import DatabaseURL, SSLMode
+from todo_app.errors import DatabaseURLError, TodoAppError
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_TEST_DATABASE_URL",
-    "DatabaseURL",
-    "DatabaseURLError",
-    "SSLMode",
     "Settings",
     "SettingsError",
     "check_read_url",
     "get_settings",
+    "read_url_rules",
 ]
 
 DEFAULT_DATABASE_URL: Final = "sqlite://todo_app.sqlite3"
@@ -212,16 +217,15 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        require("pydantic_settings.dotenv_hooks")  # _StrictDotEnv's overrides
         env_file = getattr(dotenv_settings, "env_file", None)
         strict = _StrictDotEnv(settings_cls, env_file=env_file)
         return init_settings, env_settings, strict, file_secret_settings
 
-    @field_validator("database_url")
-    @classmethod
-    def _usable_url(cls, url: DatabaseURL) -> DatabaseURL:
-        # TEST_DATABASE_URL is not checked here: a test-only setting must never break
-        # a program that does not run tests; the tests see its error when they use it.
-        return check_url(url)
+    #: The connection entries built (and so checked) by validation, by URL and the
+    #: options they were built with: ``connection_entry`` takes them from here, so a
+    #: config made from these settings builds each connection's credentials once.
+    _entries: dict[tuple[Any, ...], dict[str, Any]] = PrivateAttr(default_factory=dict)
 
     @field_validator("read_urls", mode="before")
     @classmethod
@@ -241,7 +245,7 @@ class Settings(BaseSettings):
     @classmethod
     def _usable_read_urls(cls, urls: list[DatabaseURL]) -> list[DatabaseURL]:
         for url in urls:
-            check_read_url(url)
+            read_url_rules(url)
         return urls
 
     @field_validator("statement_timeout", "pool_timeout")
@@ -258,14 +262,64 @@ class Settings(BaseSettings):
                 "TODO_APP_READ_URLS needs a PostgreSQL DATABASE_URL (replicas of a SQLite "
                 "file do not exist)"
             )
+        # Each URL is checked by building its entry, kept for connection_entry. The
+        # TEST_DATABASE_URL is not: a test-only setting must never break a program that
+        # does not run tests; the tests see its error when they use it.
+        for field, urls in (("database_url", [self.database_url]), ("read_urls", self.read_urls)):
+            for url in urls:
+                try:
+                    self._entries[self.entry_key(url)] = tortoise_connection(
+                        url, **self.connection_options()
+                    )
+                except DatabaseURLError as exc:
+                    raise _Refused(field, str(exc)) from None
         return self
+
+    def connection_options(self) -> dict[str, Any]:
+        """What these settings add to a URL's connection entry (pool, TLS, timeouts)."""
+        return {
+            "pool_min_size": self.pool_min_size,
+            "pool_max_size": self.pool_max_size,
+            "pool_timeout": self.pool_timeout,
+            "ssl_mode": self.ssl_mode,
+            "statement_cache_size": self.statement_cache_size,
+            "connect_timeout": self.connect_timeout,
+            "statement_timeout": self.statement_timeout,
+        }
+
+    def entry_key(self, url: DatabaseURL) -> tuple[Any, ...]:
+        # The options are part of the key: ``model_copy(update=...)`` keeps the entries
+        # of the original, which must not serve the copy's other pool or timeouts.
+        return (url, *self.connection_options().items())
+
+    def built_entry(self, url: DatabaseURL) -> dict[str, Any] | None:
+        """A copy of the connection entry validation built for ``url`` with these
+        settings' options; None when it built none (another URL, changed options)."""
+        entry = self._entries.get(self.entry_key(url))
+        if entry is None:
+            return None
+        return {**entry, "credentials": dict(entry["credentials"])}
+
+
+class _Refused(ValueError):
+    """A setting's refusal raised after its field was read (in the model's own check):
+    ``get_settings`` names ``field``'s variable, as for a field's own refusal."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def check_read_url(url: DatabaseURL) -> DatabaseURL:
     """A read replica's URL: PostgreSQL, one server, usable as a connection."""
+    read_url_rules(url)
+    return check_url(url)
+
+
+def read_url_rules(url: DatabaseURL) -> DatabaseURL:
+    """What a read replica's URL must be besides usable: PostgreSQL, one server."""
     if url.dialect != "postgres":
         raise DatabaseURLError(f"read URL {url.masked}: a read replica must be PostgreSQL")
-    check_url(url)
     if "," in url.params().get("host", ""):
         raise DatabaseURLError(
             f"read URL {url.masked} names several hosts: give each replica a read URL of its "
@@ -284,6 +338,9 @@ def get_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         error = exc.errors(include_input=False)[0]
         field = str(error["loc"][0]) if error["loc"] else ""
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, _Refused):
+            field = cause.field
         message = str(error["msg"]).removeprefix("Value error, ")
         raise SettingsError(f"{_variable(field, overrides)}: {message}") from None
 

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from tortoise.context import TortoiseContext
 
+from todo_app.compat import global_fallback
 from todo_app.settings import Settings, get_settings
 
 __all__ = ["freeze_startup_objects", "lifespan"]
@@ -84,9 +85,9 @@ async def lifespan(
     The context is the process's fallback for every task (request handlers run in
     tasks the start-up never saw): one ``lifespan`` per process at a time.
     """
-    from todo_app.checks import ensure_schema_current
     from todo_app.config import tortoise_config
     from todo_app.migrator import migrate
+    from todo_app.startup_check import ensure_schema_current
 
     if schema not in ("check", "migrate", "skip"):
         raise ValueError(f"schema must be 'check', 'migrate' or 'skip', not {schema!r}")
@@ -94,7 +95,7 @@ async def lifespan(
     async with TortoiseContext() as context:
         await context.init(
             config=config if config is not None else tortoise_config(settings=settings),
-            _enable_global_fallback=True,
+            _enable_global_fallback=global_fallback(),
         )
         if schema == "migrate":
             await migrate()

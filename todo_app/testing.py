@@ -46,20 +46,22 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, NoReturn, TypeVar, cast
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 from tortoise.models import Model
 
+from todo_app.compat import require
 from todo_app.config import APP_LABEL, tortoise_config
-from todo_app.connection import connect_once, tortoise_connection
+from todo_app.dialects.postgres.connect import create_database, drop_database
+from todo_app.dsn import DatabaseURL
+from todo_app.errors import TaskStoreUnavailable
 from todo_app.migrator import upgrade
 from todo_app.models import Task
-from todo_app.settings import DatabaseURL, get_settings
+from todo_app.settings import get_settings
 
 __all__ = ["PostgresServer", "TodoDatabase"]
 
@@ -194,39 +196,31 @@ class PostgresServer:
         self.prefix = prefix
         self.created: list[str] = []
 
-    async def _admin(self) -> asyncpg.Connection:
-        try:
-            entry = tortoise_connection(self.url, pool_min_size=1, pool_max_size=1)
-            credentials = entry["credentials"]
-            connection: asyncpg.Connection = await connect_once(credentials)
-        except (OSError, asyncpg.PostgresError) as exc:
-            pytest.fail(
-                f"PostgreSQL at {self.url} is unreachable ({type(exc).__name__}: {exc}). "
-                "Start it, set TEST_DATABASE_URL, or run pytest --no-postgres.",
-                pytrace=False,
-            )
-        return connection
+    def _unreachable(self, exc: TaskStoreUnavailable) -> NoReturn:
+        pytest.fail(
+            f"PostgreSQL at {self.url} is unreachable ({exc}). "
+            "Start it, set TEST_DATABASE_URL, or run pytest --no-postgres.",
+            pytrace=False,
+        )
 
     async def create(self, kind: str = "") -> DatabaseURL:
         """A new empty database, ``<prefix>[_<kind>]_<random>``."""
         name = "_".join(filter(None, (self.prefix, kind, uuid.uuid4().hex[:12])))
-        admin = await self._admin()
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
+            await create_database(self.url, name)
+        except TaskStoreUnavailable as exc:
+            self._unreachable(exc)
         self.created.append(name)
         return self.url.with_database(name)
 
     async def drop(self, url: DatabaseURL) -> None:
-        name = url.database
-        admin = await self._admin()
+        name = str(url.database)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+            await drop_database(self.url, name)
+        except TaskStoreUnavailable as exc:
+            self._unreachable(exc)
         with contextlib.suppress(ValueError):
-            self.created.remove(str(name))
+            self.created.remove(name)
 
     async def drop_all(self) -> None:
         for name in list(self.created):
@@ -308,6 +302,7 @@ async def _build_schema(db: TodoDatabase, extra_apps: ExtraApps) -> None:
     models = _extra_models(db, extra_apps)
     if not models:
         return
+    require("tortoise.schema_generator_hooks")  # HostModelsOnly's overrides
     own_tables = {model._meta.db_table for model in models}
     base: type[Any] = db.connection.schema_generator
 

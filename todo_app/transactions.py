@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 from tortoise.backends.base.client import (
     BaseDBAsyncClient,
@@ -26,6 +25,7 @@ from tortoise.backends.base.client import (
 from tortoise.connection import get_connections
 from tortoise.transactions import in_transaction
 
+from todo_app.compat import token_used, transaction_leftovers
 from todo_app.dialects import dialect_for
 
 __all__ = ["write_transaction"]
@@ -67,19 +67,16 @@ async def write_transaction(connection_name: str) -> AsyncIterator[BaseDBAsyncCl
 async def _give_back(context: TransactionContext, *, release: bool) -> None:
     """Undo what a transaction context left behind; a no-op when it left nothing."""
     token = getattr(context, "token", None)
-    if token is None or token._used:
+    if token is None or token_used(token):
         return
     get_connections().reset(token)
     if not release:
         return
     # Entering failed after the context took its resources: the pooled connection
     # (PostgreSQL) or the connection lock (SQLite) must be given back.
-    lock = getattr(context, "_trxlock", None)
+    lock, connection, pool = transaction_leftovers(context)
     if lock is not None and lock.locked():
         lock.release()
-    client: Any = getattr(context, "client", None)
-    connection = getattr(client, "_connection", None)
-    pool = getattr(getattr(client, "_parent", None), "_pool", None)
     if connection is not None and pool is not None:
         with contextlib.suppress(Exception):  # it is being discarded: it may be dead
             await pool.release(connection)

@@ -27,33 +27,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from todo_app.cli.exits import (
-    EXIT_CONFLICT,
-    EXIT_ERROR,
     EXIT_INTERRUPTED,
-    EXIT_LOCKED,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_OUTPUT_CLOSED,
-    EXIT_SCHEMA,
-    EXIT_UNREACHABLE,
     EXIT_USAGE,
-    EXIT_VALIDATION,
     CliError,
 )
 
 __all__ = [
-    "EXIT_CONFLICT",
-    "EXIT_ERROR",
-    "EXIT_INTERRUPTED",
-    "EXIT_LOCKED",
-    "EXIT_NOT_FOUND",
-    "EXIT_OK",
-    "EXIT_OUTPUT_CLOSED",
-    "EXIT_SCHEMA",
-    "EXIT_UNREACHABLE",
-    "EXIT_USAGE",
-    "EXIT_VALIDATION",
-    "CliError",
     "main",
 ]
 
@@ -88,7 +67,9 @@ def _run(args: argparse.Namespace) -> int:
     from todo_app.cli.db import default_user
     from todo_app.cli.exits import first_line, translate
     from todo_app.connection import check_url
-    from todo_app.settings import DatabaseURL, DatabaseURLError, get_settings
+    from todo_app.dsn import DatabaseURL
+    from todo_app.errors import DatabaseURLError
+    from todo_app.settings import get_settings
 
     try:
         settings = get_settings()  # refuses a .env it cannot parse, naming file and line

@@ -55,8 +55,9 @@ async def database(
     ``replica_reads``: the command reads, so read replicas are checked first."""
     from tortoise.context import TortoiseContext
 
-    from todo_app.checks import SchemaOutOfDate, ensure_schema_current
     from todo_app.config import tortoise_config
+    from todo_app.errors import SchemaOutOfDate
+    from todo_app.startup_check import ensure_schema_current
 
     # One name per dialect: Tortoise caches compiled SQL per connection name for the
     # life of the process (commands run in-process, e.g. from tests, share it).

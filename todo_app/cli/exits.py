@@ -15,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from todo_app.settings import DatabaseURL
+    from todo_app.dsn import DatabaseURL
 
 __all__ = [
     "EXIT_CONFLICT",

@@ -47,7 +47,8 @@ def _migration_log() -> Iterator[None]:
 
 
 async def cmd_migrate(args: argparse.Namespace) -> int:
-    from todo_app.migrator import inspect_schema, upgrade
+    from todo_app.migrator import upgrade
+    from todo_app.schema_state import inspect_schema
 
     async with database(args, check_schema=False) as connection:
         with _migration_log():
@@ -85,7 +86,8 @@ async def cmd_downgrade(args: argparse.Namespace) -> int:
 
 
 async def cmd_history(args: argparse.Namespace) -> int:
-    from todo_app.migrator import applied_migrations, migration_history
+    from todo_app.migrator import applied_migrations
+    from todo_app.schema_state import migration_history
 
     async with database(args, check_schema=False) as connection:
         applied = set(await applied_migrations(connection))
@@ -96,8 +98,8 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 async def cmd_check(args: argparse.Namespace) -> int:
     from todo_app.aerich_bridge import host_migrations_dir, missing_from
-    from todo_app.checks import schema_verdict
-    from todo_app.migrator import check_drift, inspect_schema
+    from todo_app.migrator import check_drift
+    from todo_app.schema_state import inspect_schema, schema_verdict
 
     drift = await check_drift()
     if drift:

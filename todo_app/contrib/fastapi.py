@@ -60,9 +60,8 @@ from todo_app.errors import (
     TaskStoreUnavailable,
     TaskValidationError,
 )
-from todo_app.models import TaskStatus
 from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
-from todo_app.rules import MAX_VERSION
+from todo_app.rules import MAX_VERSION, TaskStatus
 from todo_app.schemas import TaskCreate, TaskPage, TaskRead, TaskUpdate
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""One module per database: everything the package does differently on each.
+"""One package per database: everything the package does differently on each.
 
 ``todo_app.dialects.base.Dialect`` says what a dialect provides: the spelling of its
 parameters and of a NULL-safe comparison (the repository's statements are then built
@@ -8,41 +8,45 @@ bulk-insert path, the write lock of a transaction, the table mapping its driver'
 error codes to ``todo_app.errors``, how migrations run and serialise, and how the
 live table is read from its catalog.
 
-A third dialect (MySQL, say) is one new module here with a ``Dialect`` subclass,
-registered in ``_MODULES``, plus the branch of a baseline migration that creates the
-table with the same named CHECKs, and its recorded shape in
-``todo_app.schema_history``; the rest of the package does not change. Dialect modules
-are imported on first use, so SQLite users never load asyncpg.
+Each database is a package here, as Tortoise's ``backends/<driver>/`` are
+(``postgres/``, ``sqlite/``): its ``connect`` module (URL -> Tortoise credentials,
+registered in ``todo_app.connection.CONNECTORS``), its Tortoise ``engine``, and its
+``dialect`` module with a ``Dialect`` subclass (registered in ``_MODULES`` here).
+Only those packages import a database driver (``tests/test_layering.py`` checks
+it). They are imported on first use, so SQLite users never load asyncpg; this
+module itself loads neither them nor Tortoise, since the connect modules below it
+are imported through it.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from tortoise.backends.base.client import BaseDBAsyncClient
-
-from todo_app.dialects.base import Dialect, Statements
 from todo_app.errors import TaskError, TaskStoreTimeout
-from todo_app.schema import TABLE, TableShape
+from todo_app.table_shape import TABLE, TableShape
+
+if TYPE_CHECKING:
+    from tortoise.backends.base.client import BaseDBAsyncClient
+
+    from todo_app.dialects.base import Dialect, Replication, Statements
 
 __all__ = [
-    "Dialect",
     "Runner",
-    "Statements",
     "aerich_columns",
     "classify",
     "dialect_for",
-    "has_replicas",
+    "dialect_named",
     "read_shape",
+    "replication_of",
     "translate",
 ]
 
 #: Tortoise's dialect name -> "module:class" of its Dialect.
 _MODULES: Final = {
-    "postgres": "todo_app.dialects.postgres:PostgresDialect",
-    "sqlite": "todo_app.dialects.sqlite:SQLiteDialect",
+    "postgres": "todo_app.dialects.postgres.dialect:PostgresDialect",
+    "sqlite": "todo_app.dialects.sqlite.dialect:SQLiteDialect",
 }
 _LOADED: dict[str, Dialect] = {}
 
@@ -63,11 +67,11 @@ def dialect_for(db: BaseDBAsyncClient) -> Dialect:
     return dialect_named(str(db.capabilities.dialect))
 
 
-def has_replicas(db: BaseDBAsyncClient) -> bool:
-    """Whether ``db`` speaks a dialect whose servers can be read replicas (False for a
-    dialect todo_app does not know, such as a host's other database)."""
+def replication_of(db: BaseDBAsyncClient) -> Replication | None:
+    """How ``db``'s servers can be read replicas of each other; None when they cannot
+    (and for a dialect todo_app does not know, such as a host's other database)."""
     name = str(db.capabilities.dialect)
-    return name in _MODULES and dialect_named(name).replicas
+    return dialect_named(name).replication if name in _MODULES else None
 
 
 def classify(exc: BaseException) -> TaskError | None:
@@ -105,8 +109,8 @@ class Runner:
 
     def __init__(self, db: BaseDBAsyncClient) -> None:
         self.db = db
-        self.dialect = dialect_for(db)
-        self.sql = self.dialect.statements
+        self.dialect: Dialect = dialect_for(db)
+        self.sql: Statements = self.dialect.statements
 
     async def fetch(
         self, sql: str, *args: Any, idempotent: bool = False

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import cached_property
 from typing import Any, ClassVar, Final
 
@@ -31,12 +31,13 @@ from todo_app.config import APP_LABEL
 from todo_app.errors import TaskConflict, TaskError, TaskValidationError
 from todo_app.models import Task
 from todo_app.rules import TaskStatus
-from todo_app.schema import TableShape
+from todo_app.table_shape import TableShape
 
 __all__ = [
     "MALFORMED",
     "Dialect",
     "Progress",
+    "Replication",
     "Rows",
     "Statements",
     "column_kinds",
@@ -232,6 +233,39 @@ class Statements:
         return self._updates[key]
 
 
+class Replication(abc.ABC):
+    """What ``todo_app.replicas`` needs of a database whose servers can be read
+    replicas of one another: SQL that answers, on any of its servers, the columns
+    named below, and its driver's connections and failures."""
+
+    #: ``standby`` (bool) and ``lsn`` (the position replayed; a primary's: inserted).
+    position: ClassVar[str]
+    #: ``standby``, ``system`` (the cluster), ``database``, ``started`` (the server's
+    #: start time): which server a connection reached.
+    identity: ClassVar[str]
+    #: ``identity``'s and ``position``'s columns in one round trip.
+    check: ClassVar[str]
+    #: One value: a position every commit acknowledged before it lies at or before.
+    committed_position: ClassVar[str]
+
+    def prepare_replica(self, client: BaseDBAsyncClient) -> None:  # noqa: B027 - optional hook
+        """Before ``client`` is first used as a replica (its pool not yet open)."""
+
+    @abc.abstractmethod
+    def acquire(self, client: BaseDBAsyncClient) -> AbstractAsyncContextManager[Any]:
+        """A driver connection of ``client`` (``fetch``, ``fetchrow``, ``fetchval``)
+        for the package's own statements only."""
+
+    @abc.abstractmethod
+    def read_failure(self, exc: BaseException) -> tuple[str, str] | None:
+        """What a replica's failed read says of it: ``(state, reason)`` with ``state``
+        ``schema-behind`` or ``down``; None when it refused that one read only."""
+
+    @abc.abstractmethod
+    def reason(self, exc: BaseException) -> str:
+        """One line for people: why a replica's check or read failed."""
+
+
 class Dialect(abc.ABC):
     """One database. Each method says what the rest of the package relies on."""
 
@@ -246,9 +280,9 @@ class Dialect(abc.ABC):
     aerich_table: ClassVar[str]
     #: Options of the temporary table a migration stashes rows in.
     temporary_table_options: ClassVar[str] = ""
-    #: Whether its servers can be read replicas of each other (``todo_app.replicas``:
-    #: streaming replication, positions in the write-ahead log).
-    replicas: ClassVar[bool] = False
+    #: How its servers can be read replicas of each other (``todo_app.replicas``);
+    #: None: they cannot.
+    replication: ClassVar[Replication | None] = None
 
     # -- SQL spelling ---------------------------------------------------------------
 

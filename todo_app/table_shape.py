@@ -15,7 +15,6 @@ would break this version's inserts (:meth:`TableShape.accepts_writes_of`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -24,8 +23,6 @@ __all__ = ["TABLE", "TableShape", "column_definition", "differences", "index_def
 
 #: The one table todo_app owns.
 TABLE: Final = "todo_app_task"
-
-_SQLITE_CHECK_NAME: Final = re.compile(r'CONSTRAINT\s+"?([A-Za-z0-9_]+)"?\s+CHECK', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -43,12 +40,6 @@ class TableShape:
     checks: frozenset[str]
     #: Columns with a default value (not part of equality: see the module docstring).
     defaults: frozenset[str] = field(default=frozenset(), compare=False)
-
-    @staticmethod
-    def sqlite_check_names(ddl: str) -> list[str]:
-        """Names of the CHECK constraints in SQLite's ``CREATE TABLE`` text (SQLite's
-        catalog keeps them nowhere else)."""
-        return _SQLITE_CHECK_NAME.findall(ddl)
 
     def without_checks(self) -> TableShape:
         """The same table with no CHECK constraint: what Tortoise's generator makes."""

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 import sqlite3
 import time
 import uuid
@@ -47,9 +48,9 @@ from todo_app.errors import (
     TaskStoreTimeout,
     TaskStoreUnavailable,
 )
-from todo_app.schema import TABLE, TableShape, column_definition, index_definition
+from todo_app.table_shape import TABLE, TableShape, column_definition, index_definition
 
-__all__ = ["SQLiteDialect"]
+__all__ = ["SQLiteDialect", "check_names"]
 
 logger = logging.getLogger("todo_app")
 
@@ -81,6 +82,8 @@ _UNUSABLE: Final = {
 _OPEN_WAIT: Final = 15.0
 
 
+#: A named CHECK constraint in ``CREATE TABLE`` text.
+_CHECK_NAME: Final = re.compile(r'CONSTRAINT\s+"?([A-Za-z0-9_]+)"?\s+CHECK', re.IGNORECASE)
 _HEX: Final = "[0-9a-f]"
 _DIGIT: Final = "[0-9]"
 #: A task id as the package (and Tortoise) stores it: ``str(uuid)``.
@@ -104,6 +107,12 @@ def _sound_timestamp(column: str) -> str:
         f"typeof({column}) = 'text' AND ({shapes}) AND substr({column}, 1, 4) <> '0000' "
         f"AND coalesce(strftime('%Y-%m-%d %H:%M:%S', {seconds}, '+0 seconds') = {seconds}, 0)"
     )
+
+
+def check_names(ddl: str) -> list[str]:
+    """Names of the CHECK constraints in SQLite's ``CREATE TABLE`` text (SQLite's
+    catalog keeps them nowhere else)."""
+    return _CHECK_NAME.findall(ddl)
 
 
 def _driver_error(exc: BaseException) -> sqlite3.Error | None:
@@ -234,7 +243,11 @@ class SQLiteDialect(Dialect):
         lock = getattr(client, "_lock", None)
         if not isinstance(lock, asyncio.Lock) or not hasattr(client, "create_connection"):
             return  # not the client we know: it opens its connection itself
-        from todo_app.sqlite_engine import client_class, discard_connection, open_connection
+        from todo_app.dialects.sqlite.engine import (
+            client_class,
+            discard_connection,
+            open_connection,
+        )
 
         # Tortoise's own open, made safe, where its internals are as expected.
         opener = open_connection if client_class is not SqliteClient else None
@@ -453,7 +466,7 @@ class SQLiteDialect(Dialect):
             },
             primary_key=tuple(str(c["name"]) for c in primary),
             indexes=indexes,
-            checks=frozenset(TableShape.sqlite_check_names(ddl)),
+            checks=frozenset(check_names(ddl)),
             defaults=frozenset(str(c["name"]) for c in columns if c["dflt_value"] is not None),
         )
 

@@ -3,7 +3,7 @@
 * Statements run straight on the client's asyncpg pool outside a transaction
   (Tortoise's wrapper around the pool costs as much as the pool itself), on the
   caller's transaction connection inside one; checkouts made for the package's own
-  statements are marked clean (``todo_app.pool``).
+  statements are marked clean (``todo_app.dialects.postgres.pool``).
 * Bulk imports go in with COPY.
 * The column types hold every stored value but a timestamp Python cannot (a year
   past 9999, BC, an infinity): the one stored-value check.
@@ -27,8 +27,18 @@ from tortoise.backends.base.client import (
     TransactionalDBClient,
 )
 
+from todo_app.compat import client_pool
 from todo_app.connection import connection_failure, is_connection_failure
-from todo_app.dialects.base import Dialect, Progress, Rows, field_of_constraint, refused
+from todo_app.dialects.base import (
+    Dialect,
+    Progress,
+    Replication,
+    Rows,
+    field_of_constraint,
+    refused,
+)
+from todo_app.dialects.postgres.pool import mark_clean, release_clean
+from todo_app.dialects.postgres.replication import StreamingReplication
 from todo_app.errors import (
     MigrationLockTimeout,
     TaskConflict,
@@ -38,8 +48,7 @@ from todo_app.errors import (
     TaskStoreUnavailable,
     TaskValidationError,
 )
-from todo_app.pool import mark_clean, release_clean
-from todo_app.schema import TableShape, column_definition, index_definition
+from todo_app.table_shape import TableShape, column_definition, index_definition
 
 __all__ = ["PostgresDialect"]
 
@@ -113,7 +122,7 @@ class PostgresDialect(Dialect):
     )
     # Dropped at commit whatever happens, never left on a pooled connection.
     temporary_table_options: ClassVar[str] = " ON COMMIT DROP"
-    replicas: ClassVar[bool] = True
+    replication: ClassVar[Replication | None] = StreamingReplication()
 
     def param(self, number: int) -> str:
         return f"${number}"
@@ -136,7 +145,7 @@ class PostgresDialect(Dialect):
     async def fetch(
         self, db: BaseDBAsyncClient, sql: str, values: list[Any], *, idempotent: bool
     ) -> Rows:
-        pool = getattr(db, "_pool", None)
+        pool = client_pool(db)
         if pool is None or isinstance(db, TransactionalDBClient):
             try:
                 return await self._through_tortoise(db, sql, values)

@@ -18,11 +18,12 @@ from typing import Any, Final
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from todo_app.compat import decompress_models_state
 from todo_app.config import APP_LABEL
 from todo_app.dialects import aerich_columns, dialect_for, read_shape
 from todo_app.errors import ForeignAerichTable, MigrationPlanError, SchemaOutOfDate
-from todo_app.schema import TableShape, differences
 from todo_app.schema_history import SHAPES
+from todo_app.table_shape import TableShape, differences
 
 __all__ = [
     "HOW_TO_MIGRATE",
@@ -71,12 +72,10 @@ class Migration:
         return module
 
     def models_state(self) -> dict[str, Any]:
-        from aerich.utils import decompress_dict  # deferred: aerich is slow to import
-
         state = getattr(self.load(), "MODELS_STATE", None)
         if not state:
             raise MigrationPlanError(f"migration {self.filename} records no MODELS_STATE")
-        return decompress_dict(state)
+        return decompress_models_state(state)
 
 
 def migration_history(directory: Path | None = None) -> list[Migration]:

@@ -31,7 +31,13 @@ from tortoise.backends.sqlite.client import (
 )
 from tortoise.connection import get_connections
 
-__all__ = ["SafeOpenSqliteClient", "client_class", "discard_connection", "open_connection"]
+__all__ = [
+    "SafeOpenSqliteClient",
+    "client_class",
+    "discard_connection",
+    "internals_as_expected",
+    "open_connection",
+]
 
 
 #: How long a failed open waits for aiosqlite's worker thread to stop.
@@ -131,7 +137,7 @@ class SafeOpenSqliteClient(SqliteClient):
         return _SafeTransactionContext(SqliteTransactionWrapper(self), self._lock)
 
 
-def _internals_as_expected() -> bool:
+def internals_as_expected() -> bool:
     """Whether Tortoise's SQLite client still has the lock and connection attributes
     the overrides above rely on (private API of Tortoise 1.1)."""
     probe = SqliteClient(file_path=":memory:", connection_name="probe")
@@ -146,6 +152,4 @@ def _internals_as_expected() -> bool:
 
 #: What Tortoise looks up in an engine module. Should a later Tortoise rename the
 #: internals, its own client is used unchanged (and the dialect's safe open remains).
-client_class: type[SqliteClient] = (
-    SafeOpenSqliteClient if _internals_as_expected() else SqliteClient
-)
+client_class: type[SqliteClient] = SafeOpenSqliteClient if internals_as_expected() else SqliteClient

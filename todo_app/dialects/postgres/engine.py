@@ -1,9 +1,10 @@
 """The Tortoise engine of the PostgreSQL connections todo_app configures.
 
 Tortoise's asyncpg client, with two changes: its pool hands a connection given back to
-the caller that has waited longest and bounds that wait (:func:`todo_app.pool.make_fair`),
-and its connections are :class:`BoundedConnection`, which never make a caller wait on a
-server that has stopped answering. ``connection_entry()`` and ``tortoise_config()`` name
+the caller that has waited longest and bounds that wait
+(:func:`todo_app.dialects.postgres.pool.make_fair`), and its connections are
+:class:`BoundedConnection`, which never make a caller wait on a server that has stopped
+answering. ``connection_entry()`` and ``tortoise_config()`` name
 this module as the ``engine``; a host's plain URL keeps Tortoise's own client and
 asyncpg's queue.
 """
@@ -18,9 +19,10 @@ from asyncpg import connect_utils
 from asyncpg.connection import Connection
 from tortoise.backends.asyncpg.client import AsyncpgDBClient
 
-from todo_app.pool import DEFAULT_POOL_TIMEOUT, make_fair
+from todo_app.connection import DEFAULT_POOL_TIMEOUT
+from todo_app.dialects.postgres.pool import make_fair
 
-__all__ = ["BoundedConnection", "FairPoolClient", "client_class"]
+__all__ = ["BoundedConnection", "FairPoolClient", "bounded_hooks_present", "client_class"]
 
 #: Longest a cancel request sent in the background (see BoundedConnection) may take.
 CANCEL_REQUEST_TIMEOUT: Final = 10.0
@@ -93,6 +95,15 @@ class BoundedConnection(Connection):  # type: ignore[misc]  # asyncpg is untyped
                 and getattr(peer, "_addr", None) == self._addr
             ):
                 peer.terminate()
+
+
+def bounded_hooks_present() -> bool:
+    """Whether asyncpg still calls the private methods :class:`BoundedConnection`
+    overrides and has what they use (``todo_app.compat`` lists the check)."""
+    return all(
+        callable(getattr(Connection, name, None))
+        for name in ("_cancel_current_command", "_execute", "_abort")
+    ) and callable(getattr(connect_utils, "_cancel", None))
 
 
 async def _cancel_request(

@@ -12,11 +12,10 @@ handful of catalog queries, once per process.
 
 from __future__ import annotations
 
-from todo_app.errors import SchemaOutOfDate
-from todo_app.guard import inspect_schema, schema_verdict
 from todo_app.migrator import Target, connection_to, translated
+from todo_app.schema_state import inspect_schema, schema_verdict
 
-__all__ = ["SchemaOutOfDate", "ensure_schema_current", "schema_verdict"]
+__all__ = ["ensure_schema_current"]
 
 
 async def ensure_schema_current(target: Target = None, *, allow_newer: bool = True) -> None:

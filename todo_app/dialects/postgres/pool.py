@@ -19,7 +19,7 @@ temporary tables behind): one network round trip per release, that is, per Torto
 query. The reset exists because the previous user of the connection may have changed
 its session state. ``reset_session`` keeps it for every checkout but one kind: a
 checkout that todo_app itself made and used only for its own statements (see
-``todo_app.dialects``), which is then marked clean.
+``todo_app.dialects.postgres.dialect``), which is then marked clean.
 
 Why skipping is safe there: every checkout that is not marked ends with the full
 reset, so a connection enters a marked checkout clean; during it, only the package's
@@ -44,23 +44,20 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Final
 
+from todo_app.connection import DEFAULT_POOL_TIMEOUT
 from todo_app.errors import TaskStoreTimeout
 
 __all__ = [
-    "DEFAULT_POOL_TIMEOUT",
     "LibpqConnect",
     "TcpKeepalives",
     "direct_release",
+    "fair_queue_possible",
     "is_fair",
     "make_fair",
     "mark_clean",
     "release_clean",
     "reset_session",
 ]
-
-#: Seconds a caller waits for a free connection: SQLAlchemy's ``pool_timeout`` and
-#: psycopg_pool's ``timeout`` default, which operators already know.
-DEFAULT_POOL_TIMEOUT: Final = 30.0
 
 _clean: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -134,6 +131,14 @@ def direct_release() -> bool:
         callable(getattr(cls, name, None))
         for cls, name in ((holder, "release"), (connection.Connection, "_on_release"))
     ) and "_timeout" in getattr(holder, "__slots__", ())
+
+
+def fair_queue_possible() -> bool:
+    """Whether the installed asyncpg's pool keeps its free connections in ``_queue``,
+    the attribute :func:`make_fair` changes (``todo_app.compat`` lists the check)."""
+    from asyncpg import pool
+
+    return "_queue" in pool.Pool.__init__.__code__.co_names
 
 
 class _FairHandOff(asyncio.Queue[Any]):
