@@ -39,8 +39,8 @@ def app_config(
 
     ``read_connections`` names connections of the same config that are read replicas
     of ``connection_name`` (PostgreSQL streaming replicas, one server each):
-    ``TaskRepository`` reads there (see ``todo_app.replicas`` and the README's
-    "Scaling out"). Tortoise keeps no extra keys of an app entry, so this is
+    ``TaskRepository`` reads there (see ``todo_app.replicas`` and
+    docs/scaling-out.md). Tortoise keeps no extra keys of an app entry, so this is
     recorded for the process, by connection name: the last call that gives
     ``read_connections`` for a name decides (``[]``: no replicas); a call without
     it leaves the record alone.

@@ -70,7 +70,7 @@ class DatabaseURLError(TodoAppError, ValueError):
 class TaskError(TodoAppError):
     """Base class of every error ``TaskRepository`` raises on purpose."""
 
-    #: The HTTP status a web layer would answer with (the README's table).
+    #: The HTTP status a web layer would answer with (docs/repository.md's error table).
     http_status: ClassVar[int] = 500
 
 

@@ -166,7 +166,7 @@ class TaskRepository:
     read replica; ``"primary"``, or anything that is not a token of ours, reads on
     the primary. ``max_lag``: this repository's reads run on a replica only if it
     provably holds every commit older than that many seconds (tighter than the
-    configured limit, never looser; 0: the primary). See the README's "Scaling out".
+    configured limit, never looser; 0: the primary). See docs/scaling-out.md.
     """
 
     __slots__ = ("_max_lag", "_owner", "_token")

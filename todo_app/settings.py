@@ -186,7 +186,7 @@ class Settings(BaseSettings):
         default_factory=list,
         validation_alias=AliasChoices("TODO_APP_READ_URLS", "read_urls"),
         description="Read replicas of DATABASE_URL, one server each: whitespace-separated "
-        "URLs, or a JSON list. get/list/counts read there (see README, Scaling out).",
+        "URLs, or a JSON list. get/list/counts read there (see docs/scaling-out.md).",
     )
     replica_max_lag: float = Field(
         default=5.0,

@@ -19,7 +19,7 @@ compiled SQL, pydantic's validators, the framework's routes: about 70,000 in the
 FastAPI example) and keeps them for its whole life. Under load a full pass came
 about every 1.4 s and took 32 ms (median), a pause every request in flight waits
 out: the end-to-end p99 of a primary-key read was 30.8 ms, and 20.1 ms once those
-objects were frozen (raw asyncpg's: 23.1 ms); see the README's "Under load".
+objects were frozen (raw asyncpg's: 23.1 ms); see docs/performance.md, "Under load".
 
 ``gc.freeze()`` moves every object alive into a permanent generation the collector
 never walks. Frozen objects are never freed: what start-up made and later drops

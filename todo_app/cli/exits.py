@@ -51,7 +51,7 @@ EXIT_INTERRUPTED = 130
 #: a shell reports for a process the signal killed. Nothing is printed.
 EXIT_OUTPUT_CLOSED = 141
 
-#: The epilog of ``todo-app --help``; the README's "Command line" says the same.
+#: The epilog of ``todo-app --help``; docs/cli.md says the same.
 EXIT_CODES_HELP = (
     "Exit codes: 1 the database refused for another reason, "
     "2 usage (including a file that cannot be read or written), 3 not found, "
