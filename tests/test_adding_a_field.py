@@ -100,7 +100,7 @@ def test_the_page_has_the_steps_and_they_fit_this_checkout(tmp_path: Path) -> No
     assert {edit.path for edit in edits} == {
         "todo_app/models.py",
         "todo_app/schemas.py",
-        "README.md",
+        "docs/repository.md",
     }
     assert [step.lines for step in steps if isinstance(step, Commands)] == [
         ["todo-app makemigration due_at"]
@@ -250,7 +250,7 @@ def test_adding_a_field_as_the_page_says(tmp_path: Path) -> None:
     migration = next(p for p in paths if p.endswith("_due_at.py"))
     assert paths == sorted(
         [
-            "README.md",
+            "docs/repository.md",
             migration,
             migration.replace("todo_app/", "todo_app/shapes/").replace(".py", ".json"),
             "todo_app/models.py",
