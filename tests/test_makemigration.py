@@ -14,7 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,13 +26,16 @@ from tests.helpers import FreshURL
 from todo_app import migration_history
 from todo_app.cli import main
 from todo_app.dialects import read_shape
+from todo_app.dialects.sqlite.rebuild import rebuild_scripts, split_statements
+from todo_app.dsn import DatabaseURL
 from todo_app.makemigration import (
     NothingToMigrate,
     ScratchDatabaseUnavailable,
     make_migration,
     record_shapes,
 )
-from todo_app.migrator import check_drift, connection_to, upgrade
+from todo_app.migrator import check_drift, connection_to, run_script, upgrade
+from todo_app.models import Task
 from todo_app.schema_history import (
     SHAPES,
     SOURCE_DIR,
@@ -210,3 +213,56 @@ def test_the_unreachable_exit_code_names_the_server(
 def test_the_default_server_is_the_test_database_url() -> None:
     server = todo_app.makemigration._postgres_server(None)
     assert server == get_settings().test_database_url
+
+
+async def test_a_sqlite_rebuild_changes_the_column_and_keeps_rows_checks_and_indexes(
+    fresh_sqlite_url: Callable[[], DatabaseURL],
+) -> None:
+    """What SQLite cannot ALTER (here: description made NOT NULL) is a rebuild whose
+    downgrade gives back the very table text it started from."""
+    url = fresh_sqlite_url()
+    assert await upgrade(url)
+    async with connection_to(url) as db:
+        before = await read_shape(db)
+        await db.execute_script(
+            'INSERT INTO "todo_app_task" ("id", "user_id", "title", "description", "status", '
+            '"version", "created_at", "updated_at") VALUES (\'00000000-0000-4000-8000-'
+            "000000000001', 'u', 't', 'd', 'pending', 3, '2026-01-01', '2026-01-01')"
+        )
+        _, rows = await db.execute_query(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'todo_app_task'"
+        )
+        old = rows[0]["sql"]
+        generated = db.schema_generator(db)._get_table_sql(Task, safe=False)
+        statements = split_statements(generated["table_creation_string"])
+        nullable = '"description" VARCHAR(1000) /*'
+        assert nullable in statements[0]
+        new = statements[0].replace(nullable, '"description" VARCHAR(1000) NOT NULL /*')
+        indexes = [s for s in statements[1:] if s.startswith("CREATE INDEX")]
+        rebuild = rebuild_scripts("todo_app_task", old, indexes, new, indexes)
+
+        await run_script(db, rebuild.upgrade)
+        after = await read_shape(db)
+        assert before is not None
+        assert after is not None
+        assert after.columns["description"] == "VARCHAR(1000) NOT NULL"
+        assert after.checks == before.checks, "every named CHECK kept"
+        assert after.indexes == before.indexes
+        assert "version" in after.defaults, "an unchanged column keeps its default"
+        _, kept = await db.execute_query('SELECT "version", "description" FROM "todo_app_task"')
+        assert [(row["version"], row["description"]) for row in kept] == [(3, "d")]
+
+        await run_script(db, rebuild.downgrade)
+        _, rows = await db.execute_query(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'todo_app_task'"
+        )
+        assert rows[0]["sql"] == old
+        assert await read_shape(db) == before
+
+
+def test_statements_split_outside_quotes_and_comments() -> None:
+    script = 'CREATE TABLE "a" ("x" INT /* one; two */, "y" TEXT DEFAULT \';\');\nSELECT 1;'
+    assert split_statements(script) == [
+        'CREATE TABLE "a" ("x" INT /* one; two */, "y" TEXT DEFAULT \';\')',
+        "SELECT 1",
+    ]

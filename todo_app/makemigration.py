@@ -19,10 +19,11 @@ on the server of ``TEST_DATABASE_URL`` (or ``pg_url``), dropped afterwards. If a
 step fails, the files written so far are removed: the history is frozen only once a
 migration and its shape are both recorded, and recorded files are never rewritten.
 
-A change SQLite cannot make with ``ALTER TABLE`` (changing a column's type or
-nullability, a CHECK constraint) is refused with the reason: such a migration
-rebuilds the table, as migration 1 does, and is written by hand; ``record_shapes``
-then records its shapes (``todo-app makemigration --record``).
+A change SQLite cannot make with ``ALTER TABLE`` (a column's type, nullability or
+default) is written as a table rebuild on SQLite, as migration 1 does it by hand
+(:mod:`todo_app.dialects.sqlite.rebuild`), keeping every named CHECK. A new CHECK
+constraint is not something the models say: such a migration is written by hand, and
+``record_shapes`` records its shapes (``todo-app makemigration --record``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from todo_app.dialects import read_shape
 from todo_app.dsn import DatabaseURL
 from todo_app.errors import MigrationFailed, MigrationPlanError, TaskStoreUnavailable
 from todo_app.migrator import check_drift, connection_to, run_script, upgrade
+from todo_app.models import Task
 from todo_app.schema_history import (
     MIGRATIONS_DIR,
     SHAPES,
@@ -56,7 +58,7 @@ from todo_app.schema_history import (
 )
 from todo_app.schema_state import Migration, inspect_schema, migration_history
 from todo_app.settings import get_settings
-from todo_app.table_shape import TableShape, differences
+from todo_app.table_shape import TABLE, TableShape, differences
 from todo_app.transactions import write_transaction
 
 __all__ = [
@@ -162,6 +164,10 @@ def _postgres_server(pg_url: DatabaseURL | str | None) -> DatabaseURL:
 # -- Aerich's autodetection ----------------------------------------------------------------
 
 
+class _NeedsRebuild(Exception):
+    """SQLite cannot ALTER this change: the table is rebuilt instead."""
+
+
 @contextlib.contextmanager
 def _aerich_migrate(db: BaseDBAsyncClient) -> Iterator[Any]:
     """Aerich's ``Migrate`` set up for todo_app on ``db``'s dialect, as ``aerich
@@ -220,6 +226,8 @@ def _diff(
             migrate.diff_models(copy.deepcopy(recorded), copy.deepcopy(current))
             migrate.diff_models(copy.deepcopy(current), copy.deepcopy(recorded), False)
         except NotSupportError as exc:
+            if db.capabilities.dialect == "sqlite":
+                raise _NeedsRebuild from None
             raise MigrationPlanError(
                 f"{db.capabilities.dialect} cannot make this change with ALTER TABLE ({exc}): "
                 "write the migration by hand, rebuilding the table as migration 1 does, "
@@ -229,6 +237,22 @@ def _diff(
         upgrades = [sql for sql in migrate.upgrade_operators if sql.strip()]
         downgrades = [sql for sql in migrate.downgrade_operators if sql.strip()]
         return upgrades, downgrades, current
+
+
+async def _changes(
+    db: BaseDBAsyncClient, recorded: dict[str, Any]
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """:func:`_diff`, or on SQLite, for what it cannot ALTER, a table rebuild."""
+    try:
+        return _diff(db, recorded)
+    except _NeedsRebuild:
+        from aerich.utils import get_models_describe
+
+        from todo_app.dialects.sqlite.rebuild import rebuild_for, split_statements
+
+        rebuild = await rebuild_for(db, TABLE, Task)
+        upgrades = split_statements(rebuild.upgrade)
+        return upgrades, split_statements(rebuild.downgrade), get_models_describe(APP_LABEL)
 
 
 # -- the file --------------------------------------------------------------------------------
@@ -474,7 +498,7 @@ async def make_migration(
         for dialect, url in urls.items():
             await _apply(url, history)
             async with connection_to(url) as db:
-                upgrades[dialect], downgrades[dialect], state = _diff(db, recorded)
+                upgrades[dialect], downgrades[dialect], state = await _changes(db, recorded)
         if not any(upgrades.values()):
             raise NothingToMigrate(
                 "nothing to migrate: the models' change needs no SQL (a description or a "

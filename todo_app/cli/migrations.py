@@ -188,7 +188,7 @@ async def cmd_makemigration(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_SCHEMA) from None
     for dialect, statements in made.statements.items():
         for statement in statements:
-            say(f"  {dialect}: {escape(statement.strip())}")
+            say(f"  {dialect}: {escape(statement.strip().splitlines()[0])}")
     say(f"wrote {escape(str(made.path))}")
     say(f"recorded {escape(str(made.shape_path))}")
     return EXIT_OK
