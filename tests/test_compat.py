@@ -126,6 +126,12 @@ def _remove_models_describe(mp: pytest.MonkeyPatch) -> None:
     mp.delattr(aerich.utils, "get_models_describe")
 
 
+def _remove_migrate_diff(mp: pytest.MonkeyPatch) -> None:
+    from aerich.migrate import Migrate
+
+    mp.delattr(Migrate, "_merge_operators")
+
+
 def _remove_dotenv_hooks(mp: pytest.MonkeyPatch) -> None:
     from pydantic_settings import DotEnvSettingsSource
 
@@ -154,6 +160,7 @@ REMOVERS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "asyncpg.bounded_connection": _remove_bounded_connection,
     "aerich.decompress_dict": _remove_decompress_dict,
     "aerich.models_describe": _remove_models_describe,
+    "aerich.migrate_diff": _remove_migrate_diff,
     "pydantic_settings.dotenv_hooks": _remove_dotenv_hooks,
     "argparse.hooks": _remove_argparse_hooks,
     "atexit.run_exitfuncs": _remove_run_exitfuncs,

@@ -82,8 +82,12 @@ def all_blocks() -> list[Block]:
 
 #: The kinds a block may be: (its info string, the marker's first words).
 PYTHON_KINDS = ("", "run in lifespan", "file", "fragment of the block above", "asgi", "pytest")
+#: A piece of a repository file, put in place by the page's own test
+#: (docs/adding-a-field.md: tests/test_adding_a_field.py applies it in a copy).
+EDIT = "edit applied by"
 KINDS = {
-    "python": PYTHON_KINDS,
+    "python": (*PYTHON_KINDS, EDIT),
+    "markdown": (EDIT,),
     "sh": ("", "run"),
     "env": ("settings file",),
     "ini": ("pytest ini",),
@@ -532,7 +536,7 @@ def python_steps(page: Path) -> list[Block]:
     """The page's Python blocks in order, each fragment joined to the block above it."""
     steps: list[Block] = []
     for block in blocks(page):
-        if block.lang != "python":
+        if block.lang != "python" or kind(block) == EDIT:
             continue
         if kind(block) == "fragment of the block above":
             assert steps, f"{block.where}: a fragment with no block above it"

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"schema_state"},
     {"replicas"},
     {"repository", "migrator"},
-    {"startup_check", "aerich_bridge"},
+    {"startup_check", "aerich_bridge", "makemigration"},
     {"testing", "cli", "startup", "__init__", "__main__"},
     {"contrib"},  # web-framework adapters: on top of everything, imported by nothing
 ]

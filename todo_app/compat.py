@@ -248,6 +248,40 @@ def _has_models_describe() -> bool:
     return callable(get_models_describe)
 
 
+#: What ``todo_app.makemigration`` sets and reads on Aerich's ``Migrate`` (class state,
+#: as ``aerich migrate`` uses it) around its two diff calls.
+_MIGRATE_STATE: Final = (
+    "upgrade_operators",
+    "downgrade_operators",
+    "_upgrade_fk_m2m_index_operators",
+    "_downgrade_fk_m2m_index_operators",
+    "_upgrade_m2m",
+    "_downgrade_m2m",
+    "_rename_fields",
+    "_rename_models",
+)
+
+
+def _has_migrate_diff() -> bool:
+    try:
+        from aerich.ddl.postgres import PostgresDDL
+        from aerich.ddl.sqlite import SqliteDDL
+        from aerich.exceptions import NotSupportError
+        from aerich.migrate import Migrate
+        from aerich.utils import get_formatted_compressed_data
+    except ImportError:
+        return False
+    return (
+        all(hasattr(Migrate, name) for name in _MIGRATE_STATE)
+        and callable(getattr(Migrate, "diff_models", None))
+        and callable(getattr(Migrate, "_merge_operators", None))
+        and callable(getattr(SqliteDDL, "set_comment", None))
+        and callable(get_formatted_compressed_data)
+        and issubclass(NotSupportError, Exception)
+        and PostgresDDL is not None
+    )
+
+
 # -- pydantic-settings, the standard library --------------------------------------------
 
 
@@ -364,6 +398,13 @@ FEATURES: Final = (
         "aerich",
         "aerich.utils.get_models_describe (todo_app.migrator: check_drift)",
         f"{_THIS}:_has_models_describe",
+    ),
+    Feature(
+        "aerich.migrate_diff",
+        "aerich",
+        "Migrate.diff_models/_merge_operators and its class state, the DDL classes, "
+        "get_formatted_compressed_data (todo_app.makemigration: Aerich's autodetection)",
+        f"{_THIS}:_has_migrate_diff",
     ),
     Feature(
         "pydantic_settings.dotenv_hooks",

@@ -1,102 +1,92 @@
 """The table each migration leaves behind, per dialect: frozen, like the migrations.
 
-Written once, when a migration is written, from what the database reports after
-applying it (``todo_app.table_shape.shape_literal`` prints it), and never edited after:
-a later version of the package must still recognise the tables older ones made.
-``tests/test_schema_guard.py`` applies the migrations one by one on both dialects and
-asserts each recorded shape is exactly what the database holds.
+Each migration ``<n>_<timestamp>_<name>.py`` has a recorded shape beside it,
+``shapes/<n>_<timestamp>_<name>.json``: per dialect, the columns (type and
+nullability as the catalog reports them), primary key, indexes, named CHECK
+constraints and the columns with a default. ``todo-app makemigration`` writes it when
+it writes the migration, from what throw-away databases hold after applying it, and
+nothing edits it afterwards: a later version of the package must still recognise the
+tables older ones made. ``tests/test_schema_guard.py`` applies the migrations one by
+one on both dialects and asserts each recorded shape is exactly what the database
+holds.
+
+The files ship in the wheel with the migrations (``todo_app/_migrations``), so this
+module reads whichever folder ``migration_history()`` reads.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
 
 from todo_app.table_shape import TableShape
 
-__all__ = ["SHAPES"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "SHAPES",
+    "SOURCE_DIR",
+    "load_shapes",
+    "shape_from_json",
+    "shape_path",
+    "shape_to_json",
+]
 
-_INIT: Final = "0_20261126030000_init.py"
-_VERSION: Final = "1_20261126040000_version_completed_at.py"
+_APP: Final = "todo_app"  # todo_app.config.APP_LABEL, a layer above this one
+PACKAGED_DIR: Final = Path(__file__).parent / "_migrations" / _APP
+SOURCE_DIR: Final = Path(__file__).parent.parent / "migrations" / _APP
+#: The migrations shipped with this package (inside a wheel) or, in a source
+#: checkout, the repository's ``migrations/todo_app``.
+MIGRATIONS_DIR: Final = PACKAGED_DIR if PACKAGED_DIR.is_dir() else SOURCE_DIR
+_SHAPES_FOLDER: Final = "shapes"
 
-_INDEXES_0: Final = {
-    "todo_app_task_user_created_idx": "(user_id, created_at, id)",
-    "todo_app_task_user_status_idx": "(user_id, status)",
-}
-_CHECKS_0: Final = frozenset(
-    {
-        "todo_app_task_description_max_length",
-        "todo_app_task_description_not_empty",
-        "todo_app_task_status_max_length",
-        "todo_app_task_status_not_empty",
-        "todo_app_task_title_max_length",
-        "todo_app_task_title_not_blank",
-        "todo_app_task_title_stripped",
-        "todo_app_task_user_id_max_length",
-        "todo_app_task_user_id_not_blank",
+
+def shape_path(migration: Path) -> Path:
+    """Where the recorded shape of the migration file ``migration`` lives."""
+    return migration.parent / _SHAPES_FOLDER / f"{migration.stem}.json"
+
+
+def shape_to_json(shapes: Mapping[str, TableShape]) -> str:
+    """``{dialect: shape}`` as the text of a shape file (stable key order, so that a
+    recorded file reads the same whichever run wrote it)."""
+    data = {
+        dialect: {
+            "columns": dict(shape.columns),
+            "primary_key": list(shape.primary_key),
+            "indexes": dict(sorted(shape.indexes.items())),
+            "checks": sorted(shape.checks),
+            "defaults": sorted(shape.defaults),
+        }
+        for dialect, shape in sorted(shapes.items())
     }
-)
-# SQLite stores NUL, PostgreSQL text cannot: the *_no_nul CHECKs exist on SQLite only.
-_SQLITE_NO_NUL: Final = frozenset(
-    {
-        "todo_app_task_description_no_nul",
-        "todo_app_task_title_no_nul",
-        "todo_app_task_user_id_no_nul",
-    }
-)
-_CHECKS_1: Final = frozenset(
-    {"todo_app_task_completed_at_matches_status", "todo_app_task_version_positive"}
-)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
-_SQLITE_0: Final = TableShape(
-    columns={
-        "id": "CHAR(36) NOT NULL",
-        "user_id": "VARCHAR(255) NOT NULL",
-        "title": "VARCHAR(200) NOT NULL",
-        "description": "VARCHAR(1000)",
-        "status": "VARCHAR(32) NOT NULL",
-        "created_at": "TIMESTAMP NOT NULL",
-        "updated_at": "TIMESTAMP NOT NULL",
-    },
-    primary_key=("id",),
-    indexes=_INDEXES_0,
-    checks=_CHECKS_0 | _SQLITE_NO_NUL,
-)
-_POSTGRES_0: Final = TableShape(
-    columns={
-        "id": "uuid NOT NULL",
-        "user_id": "character varying(255) NOT NULL",
-        "title": "character varying(200) NOT NULL",
-        "description": "character varying(1000)",
-        "status": "character varying(32) NOT NULL",
-        "created_at": "timestamp with time zone NOT NULL",
-        "updated_at": "timestamp with time zone NOT NULL",
-    },
-    primary_key=("id",),
-    indexes=_INDEXES_0,
-    checks=_CHECKS_0,
-)
+
+def shape_from_json(data: Mapping[str, Any]) -> TableShape:
+    """One dialect's entry of a shape file."""
+    return TableShape(
+        columns=dict(data["columns"]),
+        primary_key=tuple(data["primary_key"]),
+        indexes=dict(data["indexes"]),
+        checks=frozenset(data["checks"]),
+        defaults=frozenset(data.get("defaults", ())),
+    )
+
+
+def load_shapes(directory: Path) -> dict[str, dict[str, TableShape]]:
+    """Migration file name -> dialect -> the table right after that migration, for
+    every shape file recorded in ``directory``."""
+    shapes: dict[str, dict[str, TableShape]] = {}
+    for path in sorted((directory / _SHAPES_FOLDER).glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        shapes[f"{path.stem}.py"] = {
+            dialect: shape_from_json(entry) for dialect, entry in data.items()
+        }
+    return shapes
+
 
 #: Migration file name -> dialect -> the table right after that migration.
-SHAPES: Final[dict[str, dict[str, TableShape]]] = {
-    _INIT: {"sqlite": _SQLITE_0, "postgres": _POSTGRES_0},
-    _VERSION: {
-        "sqlite": TableShape(
-            columns={**_SQLITE_0.columns, "version": "INT NOT NULL", "completed_at": "TIMESTAMP"},
-            primary_key=("id",),
-            indexes=_INDEXES_0,
-            checks=_SQLITE_0.checks | _CHECKS_1,
-            defaults=frozenset({"version"}),
-        ),
-        "postgres": TableShape(
-            columns={
-                **_POSTGRES_0.columns,
-                "version": "integer NOT NULL",
-                "completed_at": "timestamp with time zone",
-            },
-            primary_key=("id",),
-            indexes=_INDEXES_0,
-            checks=_POSTGRES_0.checks | _CHECKS_1,
-            defaults=frozenset({"version"}),
-        ),
-    },
-}
+#: ``todo-app makemigration`` adds the one it records to this dict too, so the process
+#: that wrote a migration can apply it at once.
+SHAPES: Final[dict[str, dict[str, TableShape]]] = load_shapes(MIGRATIONS_DIR)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 
 from todo_app.cli.db import database
-from todo_app.cli.exits import EXIT_OK, EXIT_SCHEMA, EXIT_USAGE, CliError
+from todo_app.cli.exits import EXIT_OK, EXIT_SCHEMA, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 from todo_app.cli.render import escape, say
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "cmd_downgrade",
     "cmd_history",
     "cmd_install_migrations",
+    "cmd_makemigration",
     "cmd_migrate",
 ]
 
@@ -159,4 +160,35 @@ async def cmd_install_migrations(args: argparse.Namespace) -> int:
     )
     if report.installed:
         say("next: aerich --app todo_app upgrade")
+    return EXIT_OK
+
+
+async def cmd_makemigration(args: argparse.Namespace) -> int:
+    from todo_app.errors import MigrationPlanError
+    from todo_app.makemigration import (
+        NothingToMigrate,
+        ScratchDatabaseUnavailable,
+        make_migration,
+        record_shapes,
+    )
+
+    if args.record == (args.name is not None):
+        raise CliError("give a migration NAME, or --record (not both)", EXIT_USAGE)
+    try:
+        if args.record:
+            shape_file = await record_shapes(args.pg_url)
+            say(f"recorded {escape(str(shape_file))}")
+            return EXIT_OK
+        made = await make_migration(args.name, pg_url=args.pg_url)
+    except NothingToMigrate as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except ScratchDatabaseUnavailable as exc:
+        raise CliError(str(exc), EXIT_UNREACHABLE) from None
+    except MigrationPlanError as exc:
+        raise CliError(str(exc), EXIT_SCHEMA) from None
+    for dialect, statements in made.statements.items():
+        for statement in statements:
+            say(f"  {dialect}: {escape(statement.strip().splitlines()[0])}")
+    say(f"wrote {escape(str(made.path))}")
+    say(f"recorded {escape(str(made.shape_path))}")
     return EXIT_OK

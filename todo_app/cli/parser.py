@@ -5,16 +5,25 @@ Values that belong to the package are taken from it, not repeated: the statuses
 the repository. The repository is slow to import, so its numbers are read only
 when ``list --help`` is shown; the bounds themselves are enforced by the repository
 (``--limit 0`` is exit 5, as through the API).
+
+``add`` and ``edit`` take an option per field of ``TaskCreate``/``TaskUpdate`` that
+they do not spell themselves (``--due-at`` for a ``due_at``; ``edit`` also
+``--clear-due-at`` when it may be null): a field added to the schemas reaches the
+command line without a change here. pydantic is slow to import, so those options are
+added when ``add`` or ``edit`` is parsed, and only then.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
-from collections.abc import Awaitable, Callable
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from todo_app.cli import migrations, tasks, transfer
 from todo_app.cli.exits import EXIT_CODES_HELP, output_error
@@ -22,15 +31,69 @@ from todo_app.rules import TaskStatus
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
+    from pydantic import BaseModel
+    from pydantic.fields import FieldInfo
 
-__all__ = ["build_parser"]
+__all__ = ["SchemaFields", "build_parser", "schema_values"]
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
 
+@dataclass(frozen=True)
+class SchemaFields:
+    """The options a verb takes from a schema of ``todo_app.schemas``: one per field
+    not in ``spelled`` (the verb's own arguments for it); with ``clearable``, also
+    ``--clear-<field>`` for each field that may be null."""
+
+    schema: str
+    spelled: frozenset[str]
+    clearable: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        from todo_app import schemas
+
+        model: type[BaseModel] = getattr(schemas, self.schema)
+        return {name: info for name, info in model.model_fields.items() if name not in self.spelled}
+
+
+#: Namespace attributes of the schema-derived options: ``field_<name>``, ``clear_<name>``.
+FIELD_PREFIX = "field_"
+CLEAR_PREFIX = "clear_"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse ignores a failed write of its help; here a closed stdout ends the
-    process like any other output does (quietly, 141)."""
+    process like any other output does (quietly, 141). A verb built with
+    ``schema_fields`` adds its schema's options when it is parsed."""
+
+    def __init__(self, *args: Any, schema_fields: SchemaFields | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._schema_fields = schema_fields
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._schema_fields is not None:
+            fields, self._schema_fields = self._schema_fields, None
+            self._add_schema_options(fields)
+        return super().parse_known_args(args, namespace)
+
+    def _add_schema_options(self, fields: SchemaFields) -> None:
+        for name, info in fields.fields().items():
+            flag = name.replace("_", "-")
+            self.add_argument(
+                f"--{flag}",
+                dest=f"{FIELD_PREFIX}{name}",
+                metavar="VALUE",
+                help=info.description or f"the task's {name.replace('_', ' ')}",
+            )
+            if fields.clearable and not info.is_required() and _may_be_null(info):
+                self.add_argument(
+                    f"--clear-{flag}",
+                    dest=f"{CLEAR_PREFIX}{name}",
+                    action="store_true",
+                    help=f"clear the task's {name.replace('_', ' ')}",
+                )
 
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         if not message:
@@ -64,6 +127,23 @@ class _HelpFormatter(argparse.HelpFormatter):
         return super()._expand_help(action)
 
 
+def _may_be_null(info: FieldInfo) -> bool:
+    annotation = info.annotation
+    return annotation is None or type(None) in typing.get_args(annotation)
+
+
+def schema_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The schema-derived options given on the command line: ``{field: text}``, and
+    ``{field: None}`` for a ``--clear-<field>``."""
+    values: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key.startswith(FIELD_PREFIX) and value is not None:
+            values[key.removeprefix(FIELD_PREFIX)] = value
+        elif key.startswith(CLEAR_PREFIX) and value is True:
+            values[key.removeprefix(CLEAR_PREFIX)] = None
+    return values
+
+
 def _seconds(text: str) -> float:
     """A wait in seconds that bounds the wait: ``nan`` and ``inf`` do not, nor does a
     negative one (the migration runner refuses them too)."""
@@ -76,6 +156,16 @@ def _seconds(text: str) -> float:
             f"must be a finite number of seconds, 0 or more (got {text!r})"
         )
     return seconds
+
+
+def _migration_name(text: str) -> str:
+    """A migration name: what follows ``<n>_<timestamp>_`` in its file name."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a lower-case identifier (letters, digits and _, starting "
+            "with a letter)"
+        )
+    return text
 
 
 class _Version(argparse.Action):
@@ -115,8 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Handler, text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+    def command(
+        name: str, handler: Handler, text: str, schema_fields: SchemaFields | None = None
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=text,
+            description=text,
+            formatter_class=_HelpFormatter,
+            schema_fields=schema_fields,
+        )
         sub.set_defaults(handler=handler)
         return sub
 
@@ -170,6 +268,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="the host's Aerich location (default: read from the Aerich config, as aerich does)",
     )
     command("history", migrations.cmd_history, "list migrations, [x] = applied")
+    make = command(
+        "makemigration",
+        migrations.cmd_makemigration,
+        "for todo_app's developers, in a checkout: write the migration of the models' "
+        "change, with its table shapes recorded from throw-away databases",
+    )
+    make.add_argument(
+        "name", nargs="?", type=_migration_name, help="the migration's name, e.g. due_at"
+    )
+    make.add_argument(
+        "--pg-url",
+        metavar="URL",
+        help="PostgreSQL server for the throw-away database (default: TEST_DATABASE_URL)",
+    )
+    make.add_argument(
+        "--record",
+        action="store_true",
+        help="record the shapes of the newest migration, written by hand, instead",
+    )
     check = command(
         "check",
         migrations.cmd_check,
@@ -194,7 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     # -- tasks -----------------------------------------------------------------------
-    add = with_json(command("add", tasks.cmd_add, "add a task"))
+    add = with_json(
+        command(
+            "add",
+            tasks.cmd_add,
+            "add a task",
+            SchemaFields("TaskCreate", frozenset({"title", "description", "status", "id"})),
+        )
+    )
     add.add_argument("title")
     add.add_argument("-d", "--description")
     add.add_argument("--done", action="store_true", help="add it as completed")
@@ -214,7 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_json(with_id(command("show", tasks.cmd_show, "show one task")))
     edit = with_version(
-        with_id(command("edit", tasks.cmd_edit, "change a task's title or description"))
+        with_id(
+            command(
+                "edit",
+                tasks.cmd_edit,
+                "change a task's title, description or other fields",
+                SchemaFields(
+                    "TaskUpdate", frozenset({"title", "description", "status"}), clearable=True
+                ),
+            )
+        )
     )
     edit.add_argument("--title")
     edit.add_argument("-d", "--description")

@@ -126,12 +126,26 @@ def task_details(task: TaskRead) -> list[str]:
         ("version", str(task.version)),
         ("created", task.created_at.isoformat(timespec="seconds")),
         ("updated", task.updated_at.isoformat(timespec="seconds")),
-        (
-            "completed",
-            task.completed_at.isoformat(timespec="seconds") if task.completed_at else "-",
-        ),
+        ("completed", _value(task.completed_at)),
+    ]
+    shown = {"id", "title", "status", "description", "version", "created_at", "updated_at"}
+    shown |= {"completed_at", "user_id"}  # the owner is who asked: not repeated
+    # Every other field of TaskRead, so that a field added to the schema is shown too.
+    rows += [
+        (name.replace("_", " "), _value(getattr(task, name)))
+        for name in type(task).model_fields
+        if name not in shown
     ]
     return [f"{label + ':':<{label_width}}{value}" for label, value in rows]
+
+
+def _value(value: object) -> str:
+    """A field's value on one line: ``-`` for none, a datetime to the second."""
+    if value is None:
+        return "-"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="seconds")
+    return escape(str(value).replace("\n", " "))
 
 
 # -- writing ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ __all__ = [
 
 
 async def cmd_add(args: argparse.Namespace) -> int:
+    from todo_app.cli.parser import schema_values
     from todo_app.rules import TaskStatus
     from todo_app.schemas import TaskCreate
 
@@ -37,6 +38,8 @@ async def cmd_add(args: argparse.Namespace) -> int:
         title=args.title,
         description=args.description,
         status=TaskStatus.COMPLETED if args.done else TaskStatus.PENDING,
+        # Every other field of TaskCreate, as given (pydantic parses the text).
+        **schema_values(args),
     )
     async with database(args):
         task = await repository(args).create(data)
@@ -86,6 +89,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_edit(args: argparse.Namespace) -> int:
+    from todo_app.cli.parser import SchemaFields, schema_values
     from todo_app.schemas import TaskUpdate
 
     fields: dict[str, Any] = {}
@@ -95,10 +99,12 @@ async def cmd_edit(args: argparse.Namespace) -> int:
         fields["description"] = None
     elif args.description is not None:
         fields["description"] = args.description
+    fields.update(schema_values(args))
     if not fields:
-        raise CliError(
-            "nothing to change: give --title, --description or --clear-description", EXIT_USAGE
-        )
+        others = SchemaFields("TaskUpdate", frozenset({"title", "description", "status"}))
+        options = ["--title", "--description", "--clear-description"]
+        options += [f"--{name.replace('_', '-')}" for name in others.fields()]
+        raise CliError(f"nothing to change: give {', '.join(options)}", EXIT_USAGE)
     change = TaskUpdate.model_validate(fields)
     async with database(args):
         repo = repository(args)

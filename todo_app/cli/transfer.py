@@ -35,11 +35,27 @@ from todo_app.rules import DESCRIPTION_MAX_LENGTH, STATUS_MAX_LENGTH, TITLE_MAX_
 if TYPE_CHECKING:
     from todo_app.schemas import TaskCreate
 
-__all__ = ["MAX_LINE_BYTES", "bounded_lines", "cmd_export", "cmd_import", "read_lines"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "bounded_lines",
+    "cmd_export",
+    "cmd_import",
+    "exported_fields",
+    "read_lines",
+]
 
 STDIN = "-"
-#: What an exported task keeps: enough to import it again, with its id.
-EXPORTED_FIELDS = ("id", "title", "description", "status")
+
+
+def exported_fields() -> tuple[str, ...]:
+    """What an exported task keeps: every field ``import`` takes back (``TaskCreate``'s,
+    its id included), in ``TaskRead``'s order. A field added to both schemas is
+    exported and imported without a change here."""
+    from todo_app.schemas import TaskCreate, TaskRead
+
+    return tuple(name for name in TaskRead.model_fields if name in TaskCreate.model_fields)
+
+
 #: The characters of a task's longest line: an id (36) and every text at its longest.
 _LONGEST_TASK: Final = 36 + TITLE_MAX_LENGTH + DESCRIPTION_MAX_LENGTH + STATUS_MAX_LENGTH
 #: The longest line ``import`` reads: twice what the longest task needs with every
@@ -126,6 +142,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
     from todo_app.repository import MAX_PAGE_SIZE
 
     path = None if args.file == STDIN or _is_stdout(args.file) else args.file
+    fields = exported_fields()
     count = 0
     async with database(args, replica_reads=True):
         repo = repository(args)
@@ -135,8 +152,8 @@ async def cmd_export(args: argparse.Namespace) -> int:
             while True:
                 page = await repo.list(limit=MAX_PAGE_SIZE, cursor=cursor, order="oldest")
                 for task in page.items:
-                    row = task.model_dump(mode="json", include=set(EXPORTED_FIELDS))
-                    line = json_line({key: row[key] for key in EXPORTED_FIELDS})
+                    row = task.model_dump(mode="json", include=set(fields))
+                    line = json_line({key: row[key] for key in fields})
                     if out is None:  # stdout's failure is the CLI's (a closed pipe is no error)
                         say_json_line(line)
                     else:
