@@ -145,7 +145,8 @@ def test_every_datetime_a_client_sends_takes_the_rule() -> None:
     """A datetime field added to an input schema (``due_at``, say) must be typed
     ``AwareDatetime``."""
     stored = _datetime_fields(TaskRead)
-    assert sorted(stored) == ["completed_at", "created_at", "updated_at"]  # the probe works
+    # The probe works: it finds the datetimes the store keeps (and any field added since).
+    assert {"completed_at", "created_at", "updated_at"} <= set(stored)
     assert _datetime_fields(Appointment) == {"at": [rules.clean_datetime]}
     for schema in (TaskCreate, TaskUpdate):
         for name, validators in _datetime_fields(schema).items():
