@@ -5,6 +5,7 @@ cannot show coverage for. No database."""
 from __future__ import annotations
 
 import ast
+import atexit
 import errno
 import gc
 import io
@@ -98,7 +99,7 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
         raise _Exited(code)
 
     monkeypatch.setattr(process, "_gc_paused", False)  # restored after the test
-    monkeypatch.setattr(process.atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
     monkeypatch.setattr(process.os, "_exit", fake_exit)
     # A lone-threaded process, as the CLI is: threads other tests left in this pytest
     # process (thread pools, say) must not turn the fast exit into a normal one here.

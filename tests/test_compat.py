@@ -268,3 +268,62 @@ def test_the_sqlite_engine_falls_back_to_tortoises_client(monkeypatch: pytest.Mo
     finally:
         monkeypatch.undo()
         importlib.reload(engine)
+
+
+async def test_check_drift_refuses_without_aerichs_models_describe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from todo_app.migrator import check_drift
+
+    assert await check_drift() == []
+    compat._present.cache_clear()
+    _remove_models_describe(monkeypatch)
+    with pytest.raises(CompatError, match="aerich"):
+        await check_drift()
+
+
+async def test_a_context_of_our_own_refuses_without_default_connection_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from todo_app.models import Task
+
+    bound_to = Task._meta.default_connection
+    with compat.kept_connection_binding(Task):
+        Task._meta.default_connection = "elsewhere"
+    assert Task._meta.default_connection == bound_to  # given back
+    compat._present.cache_clear()
+    _remove_default_connection(monkeypatch)
+    with pytest.raises(CompatError, match="tortoise-orm"), compat.kept_connection_binding(Task):
+        pass
+
+
+def test_without_argparse_hooks_help_still_names_the_page_sizes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from todo_app.cli import parser as cli_parser
+    from todo_app.repository import MAX_PAGE_SIZE
+
+    # argparse cannot run without the hooks themselves: what is left to prove is that
+    # the parser built for such an argparse uses none of them.
+    monkeypatch.setattr(cli_parser, "hooks_present", lambda: False)
+    monkeypatch.setattr(cli_parser._HelpFormatter, "_expand_help", None)
+    parser = cli_parser.build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["list", "--help"])
+    shown = capsys.readouterr().out
+    assert f"page size, 1..{MAX_PAGE_SIZE} (default 50" in shown
+    assert "%(" not in shown
+
+
+def test_without_run_exitfuncs_the_cli_exits_normally(monkeypatch: pytest.MonkeyPatch) -> None:
+    from todo_app.cli import process
+
+    ran: list[int] = []
+    monkeypatch.setattr(process.os, "_exit", ran.append)  # must not be reached
+    monkeypatch.setattr(process, "_flush_stdout", lambda code: code)
+    _remove_run_exitfuncs(monkeypatch)
+    assert compat.exit_handlers_run() is False
+    with pytest.raises(SystemExit) as exited:
+        process._exit(3)
+    assert exited.value.code == 3
+    assert ran == []

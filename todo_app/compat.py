@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
+import contextlib
 import functools
 import importlib
 import inspect
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, metadata, requires
 from typing import Any, Final
@@ -37,12 +38,16 @@ __all__ = [
     "FEATURES",
     "CompatError",
     "Feature",
+    "argparse_hooks_present",
     "client_pool",
     "decompress_models_state",
+    "exit_handlers_run",
     "feature",
     "global_fallback",
     "is_saved",
+    "kept_connection_binding",
     "mark_saved",
+    "models_describe",
     "require",
     "supported",
     "token_used",
@@ -217,6 +222,20 @@ def _has_default_connection() -> bool:
     return "default_connection" in getattr(MetaInfo, "__slots__", ())
 
 
+@contextlib.contextmanager
+def kept_connection_binding(model: Any) -> Iterator[None]:
+    """Give ``model`` back the connection name it is bound to after the block.
+
+    Tortoise binds models to connection names on the class itself (``_meta``), so a
+    context of our own would otherwise leave a host's context looking for our name."""
+    require("tortoise.default_connection")
+    bound_to = model._meta.default_connection
+    try:
+        yield
+    finally:
+        model._meta.default_connection = bound_to
+
+
 # -- Aerich ---------------------------------------------------------------------------
 
 
@@ -246,6 +265,15 @@ def _has_models_describe() -> bool:
     except ImportError:
         return False
     return callable(get_models_describe)
+
+
+def models_describe(app: str) -> dict[str, Any]:
+    """Aerich's description of ``app``'s models, as its migrations record it."""
+    require("aerich.models_describe")
+    from aerich.utils import get_models_describe
+
+    described: dict[str, Any] = get_models_describe(app)
+    return described
 
 
 #: What ``todo_app.makemigration`` sets and reads on Aerich's ``Migrate`` (class state,
@@ -300,8 +328,22 @@ def _has_argparse_hooks() -> bool:
     )
 
 
+def argparse_hooks_present() -> bool:
+    """Whether argparse has the two methods ``todo_app.cli.parser`` overrides."""
+    return _present("argparse.hooks")
+
+
 def _has_run_exitfuncs() -> bool:
     return callable(getattr(atexit, "_run_exitfuncs", None))
+
+
+def exit_handlers_run() -> bool:
+    """Run the ``atexit`` handlers now (before an ``os._exit``); False when this Python
+    has no way to, and the caller must exit normally instead."""
+    if not _present("atexit.run_exitfuncs"):
+        return False
+    atexit._run_exitfuncs()
+    return True
 
 
 _THIS: Final = __name__
@@ -417,11 +459,14 @@ FEATURES: Final = (
         "python",
         "ArgumentParser._print_message, HelpFormatter._expand_help (todo_app.cli.parser)",
         f"{_THIS}:_has_argparse_hooks",
+        fallback="argparse's own formatter, the page sizes filled in when the parser is "
+        "built (importing the repository), and argparse's own writing",
     ),
     Feature(
         "atexit.run_exitfuncs",
         "python",
         "atexit._run_exitfuncs (todo_app.cli.process: flush before os._exit)",
         f"{_THIS}:_has_run_exitfuncs",
+        fallback="a normal exit (SystemExit), which runs the handlers itself",
     ),
 )

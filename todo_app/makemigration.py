@@ -42,7 +42,7 @@ from typing import Any, Final
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from todo_app.compat import require
+from todo_app.compat import models_describe, require
 from todo_app.config import APP_LABEL
 from todo_app.dialects import read_shape
 from todo_app.dsn import DatabaseURL
@@ -218,9 +218,8 @@ def _diff(
     """Aerich's upgrade and downgrade statements from the ``recorded`` models state
     to the models, in ``db``'s dialect, and the models' state."""
     from aerich.exceptions import NotSupportError
-    from aerich.utils import get_models_describe
 
-    current = get_models_describe(APP_LABEL)
+    current = models_describe(APP_LABEL)
     with _aerich_migrate(db) as migrate:
         try:
             migrate.diff_models(copy.deepcopy(recorded), copy.deepcopy(current))
@@ -246,13 +245,11 @@ async def _changes(
     try:
         return _diff(db, recorded)
     except _NeedsRebuild:
-        from aerich.utils import get_models_describe
-
         from todo_app.dialects.sqlite.rebuild import rebuild_for, split_statements
 
         rebuild = await rebuild_for(db, TABLE, Task)
         upgrades = split_statements(rebuild.upgrade)
-        return upgrades, split_statements(rebuild.downgrade), get_models_describe(APP_LABEL)
+        return upgrades, split_statements(rebuild.downgrade), models_describe(APP_LABEL)
 
 
 # -- the file --------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
 
+from todo_app.compat import kept_connection_binding, models_describe
 from todo_app.config import APP_LABEL, app_config, tortoise_config
 from todo_app.dialects import dialect_for, translate
 from todo_app.dialects.base import Dialect
@@ -158,15 +159,10 @@ async def _connection_to(target: Target) -> AsyncIterator[BaseDBAsyncClient]:
         url = target if isinstance(target, DatabaseURL) else DatabaseURL(target)
         name = f"todo_app_migrate_{url.dialect}"
         config = tortoise_config(url, connection_name=name)
-    # Tortoise binds models to connection names on the class itself: give the
-    # binding back, or a host's own context would afterwards look for our name.
-    bound_to = Task._meta.default_connection
-    try:
+    with kept_connection_binding(Task):
         async with TortoiseContext() as context:
             await context.init(config=config)
             yield await _opened(context.connections.get(name))
-    finally:
-        Task._meta.default_connection = bound_to
 
 
 def _marks(db: BaseDBAsyncClient, count: int) -> list[str]:
@@ -685,23 +681,18 @@ async def check_drift() -> list[str]:
     Empty when they match. Needs no database: when Tortoise is not initialised, it
     initialises a context of its own on in-memory SQLite (which connects to nothing).
     """
-    from aerich.utils import get_models_describe
-
     history = migration_history()
     if not history:
         return ["no migrations exist"]
     recorded = _normalise(history[-1].models_state())
     apps = Tortoise.apps
     if apps is not None and APP_LABEL in apps:
-        current = _normalise(get_models_describe(APP_LABEL))
+        current = _normalise(models_describe(APP_LABEL))
     else:
-        bound_to = Task._meta.default_connection
-        try:
+        with kept_connection_binding(Task):
             async with TortoiseContext() as ctx:
                 await ctx.init(config=tortoise_config("sqlite://:memory:"))
-                current = _normalise(get_models_describe(APP_LABEL))
-        finally:
-            Task._meta.default_connection = bound_to
+                current = _normalise(models_describe(APP_LABEL))
     return _describe_differences(recorded, current)
 
 

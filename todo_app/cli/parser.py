@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from todo_app.cli import migrations, tasks, transfer
 from todo_app.cli.exits import EXIT_CODES_HELP, output_error
+from todo_app.compat import argparse_hooks_present as hooks_present
 from todo_app.rules import TaskStatus
 
 if TYPE_CHECKING:
@@ -95,36 +96,57 @@ class _Parser(argparse.ArgumentParser):
                     help=f"clear the task's {name.replace('_', ' ')}",
                 )
 
+    # argparse's hook (todo_app.compat, "argparse.hooks"): without it argparse writes
+    # its own way, and only a closed stdout's exit status differs.
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
-        if not message:
-            return
-        stream = file or sys.stderr
-        to_stdout = stream is sys.stdout
-        try:
-            stream.write(message)
-            if to_stdout:
-                sys.stdout.flush()
-        except OSError as exc:
-            if to_stdout:
-                raise output_error(exc) from None
-        except AttributeError:  # the stream is None
-            pass
+        _write(message, file or sys.stderr)
+
+
+def _write(message: str, stream: SupportsWrite[str]) -> None:
+    if not message:
+        return
+    to_stdout = stream is sys.stdout
+    try:
+        stream.write(message)
+        if to_stdout:
+            sys.stdout.flush()
+    except OSError as exc:
+        if to_stdout:
+            raise output_error(exc) from None
+    except AttributeError:  # the stream is None
+        pass
+
+
+def _page_sizes(text: str) -> str:
+    """``text`` with ``%(max_page_size)s`` and ``%(default_page_size)s`` filled in from
+    the repository (slow to import: only when help is shown)."""
+    import inspect
+
+    from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
+
+    default = inspect.signature(TaskRepository.list).parameters["limit"].default
+    text = text.replace("%(max_page_size)s", str(MAX_PAGE_SIZE))
+    return text.replace("%(default_page_size)s", str(default))
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """Fills ``%(max_page_size)s`` and ``%(default_page_size)s`` from the repository
-    when help is shown, and only then."""
+    """Fills the page sizes into a help text when help is shown, and only then
+    (argparse's hook: see :func:`_formatter`)."""
 
     def _expand_help(self, action: argparse.Action) -> str:
         if action.help and "_page_size)s" in action.help:
-            import inspect
-
-            from todo_app.repository import MAX_PAGE_SIZE, TaskRepository
-
-            default = inspect.signature(TaskRepository.list).parameters["limit"].default
-            action.help = action.help.replace("%(max_page_size)s", str(MAX_PAGE_SIZE))
-            action.help = action.help.replace("%(default_page_size)s", str(default))
+            action.help = _page_sizes(action.help)
         return super()._expand_help(action)
+
+
+def _page_size_help(text: str) -> str:
+    return text if hooks_present() else _page_sizes(text)
+
+
+def _formatter() -> type[argparse.HelpFormatter]:
+    """``_HelpFormatter`` where argparse has the hook it overrides; else argparse's own,
+    and :func:`build_parser` fills the page sizes in at once."""
+    return _HelpFormatter if hooks_present() else argparse.HelpFormatter
 
 
 def _may_be_null(info: FieldInfo) -> bool:
@@ -179,7 +201,7 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
         import todo_app
 
-        parser._print_message(f"todo-app {todo_app.__version__}\n", sys.stdout)
+        _write(f"todo-app {todo_app.__version__}\n", sys.stdout)
         parser.exit()
 
 
@@ -188,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="todo-app",
         description="Owner-scoped tasks on SQLite or PostgreSQL.",
         epilog=EXIT_CODES_HELP,
-        formatter_class=_HelpFormatter,
+        formatter_class=_formatter(),
     )
     parser.add_argument("--version", action=_Version)
     parser.add_argument(
@@ -212,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=text,
             description=text,
-            formatter_class=_HelpFormatter,
+            formatter_class=_formatter(),
             schema_fields=schema_fields,
         )
         sub.set_defaults(handler=handler)
@@ -329,8 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit",
         type=int,
         default=None,
-        help="page size, 1..%(max_page_size)s (default %(default_page_size)s; "
-        "with --all, %(max_page_size)s)",
+        help=_page_size_help(
+            "page size, 1..%(max_page_size)s (default %(default_page_size)s; "
+            "with --all, %(max_page_size)s)"
+        ),
     )
     listing.add_argument("--cursor", help="continue after a previous page")
     listing.add_argument("--oldest", action="store_true", help="oldest first")

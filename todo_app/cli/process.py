@@ -23,7 +23,6 @@ its streams and its collector as it found them.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import gc
 import os
@@ -32,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from todo_app.cli.exits import EXIT_ERROR, EXIT_OK, output_error
+from todo_app.compat import exit_handlers_run
 
 __all__ = ["resume_gc", "run"]
 
@@ -92,7 +92,8 @@ def _exit(code: int) -> NoReturn:
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         raise SystemExit(code)  # a normal exit joins the other threads
-    atexit._run_exitfuncs()  # logging's flush, coverage's data file...
+    if not exit_handlers_run():  # logging's flush, coverage's data file...
+        raise SystemExit(code)
     code = _flush_stdout(code)
     os._exit(code)
 
