@@ -455,7 +455,7 @@ async def test_installed_stub_refuses_a_table_that_is_something_else(
 def test_install_locations(tmp_path: Path) -> None:
     import todo_app
     from todo_app.aerich_bridge import host_migrations_dir, install_migrations
-    from todo_app.schema_state import MIGRATIONS_DIR
+    from todo_app.schema_history import MIGRATIONS_DIR
 
     pyproject = tmp_path / "pyproject.toml"
     assert host_migrations_dir(pyproject) is None  # no file

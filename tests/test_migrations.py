@@ -33,8 +33,7 @@ from todo_app import (
 )
 from todo_app.dsn import DatabaseURL
 from todo_app.models import Task
-from todo_app.schema_history import SHAPES
-from todo_app.schema_state import MIGRATIONS_DIR
+from todo_app.schema_history import MIGRATIONS_DIR, SHAPES
 from todo_app.testing import TodoDatabase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
 
     import todo_app
     from todo_app import TaskCreate, TaskRepository
-    from todo_app.schema_state import MIGRATIONS_DIR
+    from todo_app.schema_history import MIGRATIONS_DIR
 
     async def exercise(url: str, name: str) -> dict:
         applied = await todo_app.migrate(url)

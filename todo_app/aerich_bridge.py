@@ -30,7 +30,8 @@ from todo_app.config import APP_LABEL
 from todo_app.dialects import dialect_for
 from todo_app.errors import MigrationPlanError, SchemaAhead, SchemaMismatch
 from todo_app.migrator import adopt, lock_aerich_transaction, run_script
-from todo_app.schema_state import SOURCE_DIR, inspect_schema, migration_history
+from todo_app.schema_history import SOURCE_DIR
+from todo_app.schema_state import inspect_schema, migration_history
 
 __all__ = [
     "InstallReport",

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from todo_app import schema_history
 from todo_app.compat import decompress_models_state
 from todo_app.config import APP_LABEL
 from todo_app.dialects import aerich_columns, dialect_for, read_shape
@@ -27,7 +28,6 @@ from todo_app.table_shape import TableShape, differences
 
 __all__ = [
     "HOW_TO_MIGRATE",
-    "MIGRATIONS_DIR",
     "Migration",
     "SchemaState",
     "inspect_schema",
@@ -39,11 +39,9 @@ __all__ = [
 
 logger = logging.getLogger("todo_app.migrations")
 
-PACKAGED_DIR: Final = Path(__file__).parent / "_migrations" / APP_LABEL
-SOURCE_DIR: Final = Path(__file__).parent.parent / "migrations" / APP_LABEL
-#: The migrations shipped with this package (inside a wheel) or, in a source
-#: checkout, the repository's ``migrations/todo_app``.
-MIGRATIONS_DIR = PACKAGED_DIR if PACKAGED_DIR.is_dir() else SOURCE_DIR
+#: The folder :func:`migration_history` reads (``schema_history`` finds it); a module
+#: global of its own here, so that a test can point the history at a copy.
+MIGRATIONS_DIR = schema_history.MIGRATIONS_DIR
 _AERICH_COLUMNS: Final = frozenset({"id", "version", "app", "content"})
 #: What to run, in words that work where a host stands.
 HOW_TO_MIGRATE: Final = (

@@ -112,15 +112,3 @@ def index_definition(columns: list[str], unique: bool) -> str:
     """An index as :class:`TableShape` compares it."""
     listed = f"({', '.join(columns)})"
     return f"UNIQUE {listed}" if unique else listed
-
-
-def shape_literal(shape: TableShape) -> str:
-    """``shape`` as Python source, to paste into ``schema_history`` for a new migration."""
-    lines = ["TableShape(", "    columns={"]
-    lines += [f"        {name!r}: {value!r}," for name, value in shape.columns.items()]
-    lines += ["    },", f"    primary_key={shape.primary_key!r},", "    indexes={"]
-    lines += [f"        {name!r}: {value!r}," for name, value in sorted(shape.indexes.items())]
-    lines += ["    },", "    checks=frozenset({"]
-    lines += [f"        {name!r}," for name in sorted(shape.checks)]
-    lines += ["    }),", f"    defaults=frozenset({sorted(shape.defaults)!r}),", ")"]
-    return "\n".join(lines)
