@@ -82,8 +82,15 @@ async def test_connections_cut_mid_workload(database: DatabaseURL) -> None:
         async with connected(via_port(database, proxy.port), "cut", statement_timeout=5):
             repo = TaskRepository("survivor")
 
+            # The pool retries a statement on a connection that died while idle, so
+            # only a cut that lands mid-statement is felt: the cutter keeps cutting
+            # until one is, and the writers keep writing until the cutter is done.
+            cutting = asyncio.Event()
+            cutting.set()
+
             async def writer(n: int) -> None:
-                for i in range(40):
+                i = -1
+                while (i := i + 1) < 40 or (cutting.is_set() and i < 2000):
                     task_id = uuid.uuid4()
                     title_of[task_id] = f"w{n}-{i}"
                     try:
@@ -108,6 +115,11 @@ async def test_connections_cut_mid_workload(database: DatabaseURL) -> None:
                 for _ in range(3):
                     await asyncio.sleep(0.1)
                     proxy.cut()
+                deadline = time.monotonic() + 20
+                while not errors and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                    proxy.cut()
+                cutting.clear()
 
             started = time.monotonic()
             await asyncio.wait_for(
