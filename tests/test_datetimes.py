@@ -302,3 +302,37 @@ async def test_in_berlin_naive_is_refused_and_create_is_get(
         timeout=120,
     )
     assert (result.returncode, result.stdout.strip()) == (0, "ok"), result.stderr
+
+
+# -- rows written around the package ------------------------------------------------------
+
+
+@pytest.mark.parametrize("stored", ["2026-01-01 10:00:00", "2026-01-01 10:00:00.250000"])
+async def test_a_sqlite_timestamp_stored_without_offset_reads_back_as_utc(
+    todo_sqlite: TodoDatabase, stored: str
+) -> None:
+    """SQLite text without an offset is UTC, as everything stored is: it never comes back
+    naive, where a cursor (or a host) would take it for local time and page in a loop."""
+    from tests.helpers import raw_insert
+
+    first = await raw_insert(todo_sqlite, user_id="alice", title="first")
+    second = await raw_insert(todo_sqlite, user_id="alice", title="second")
+    await todo_sqlite.connection.execute_query(
+        'UPDATE "todo_app_task" SET "created_at" = ?, "updated_at" = ? WHERE "id" = ?',
+        [stored, stored, str(first)],
+    )
+    repo = TaskRepository("alice")
+    expected = dt.datetime.fromisoformat(stored).replace(tzinfo=dt.UTC)
+    with process_time_zone("Europe/Berlin"):
+        task = await repo.get(first)
+        assert task.created_at == expected
+        assert_utc(task)
+        seen: list[uuid.UUID] = []
+        page = await repo.list(limit=1, order="oldest")
+        while True:
+            seen += [item.id for item in page.items]
+            assert len(seen) <= 2, f"the listing repeats itself: {seen}"
+            if page.next_cursor is None:
+                break
+            page = await repo.list(limit=1, order="oldest", cursor=page.next_cursor)
+    assert seen == [first, second]

@@ -140,7 +140,14 @@ class Statements:
             else "NULL"
         )
         self.well_formed = " AND ".join(sound for sound, _ in self.checks.values()) or "1 = 1"
-        self._select = ", ".join(f'"{column}"' for column in self.columns)
+        kinds = column_kinds()
+        #: What a statement returns of a row: each column as the dialect reads it back.
+        self._select = ", ".join(
+            f'{read} AS "{column}"' if read != f'"{column}"' else read
+            for column in self.columns
+            for read in [dialect.read_column(kinds[column][0], f'"{column}"')]
+        )
+        names = ", ".join(f'"{column}"' for column in self.columns)
         values = ", ".join(p(n) for n in range(1, len(self.columns) + 1))
         t, cols = self.table, self._select
         self.get = f'SELECT {cols} FROM {t} WHERE "id" = {p(1)} AND "user_id" = {p(2)}'
@@ -151,7 +158,7 @@ class Statements:
             f'SELECT {cols}, {self.malformed} AS "{MALFORMED}" FROM {t} '
             f'WHERE "id" = {p(1)} AND "user_id" = {p(2)}'
         )
-        self.insert = f"INSERT INTO {t} ({cols}) VALUES ({values})"
+        self.insert = f"INSERT INTO {t} ({names}) VALUES ({values})"
         # The stored row, as ``get`` reads it: what ``create`` returns.
         self.insert_if_new = f'{self.insert} ON CONFLICT ("id") DO NOTHING RETURNING {cols}'
         self.delete = f'DELETE FROM {t} WHERE "id" = {p(1)} AND "user_id" = {p(2)} RETURNING "id"'
@@ -183,19 +190,22 @@ class Statements:
         the index from the cursor on: no sort, no scan of earlier pages."""
         key = (newest, with_status, after)
         if key not in self._listings:
-            p = self._dialect.param
+            p, t = self._dialect.param, self.table
+            created = f'{t}."created_at"'
             where = [f'"user_id" = {p(1)}']
             if with_status:
                 where.append(f'"status" = {p(2)}')
             if after:
                 first = len(where) + 1
                 op = "<" if newest else ">"
-                where.append(f'("created_at", "id") {op} ({p(first)}, {p(first + 1)})')
+                where.append(f'({created}, {t}."id") {op} ({p(first)}, {p(first + 1)})')
             direction = "DESC" if newest else "ASC"
             limit = p(2 + (1 if with_status else 0) + (2 if after else 0))
+            # The key's columns are named with their table: a dialect may read a column
+            # back through an expression of the same name, and ORDER BY would take that.
             self._listings[key] = (
-                f"SELECT {self._select} FROM {self.table} WHERE {' AND '.join(where)} "
-                f'ORDER BY "created_at" {direction}, "id" {direction} LIMIT {limit}'
+                f"SELECT {self._select} FROM {t} WHERE {' AND '.join(where)} "
+                f'ORDER BY {created} {direction}, {t}."id" {direction} LIMIT {limit}'
             )
         return self._listings[key]
 
@@ -328,6 +338,11 @@ class Dialect(abc.ABC):
     def value(self, value: Any) -> Any:
         """A Python value as this dialect's driver takes it."""
         return value
+
+    def read_column(self, kind: str, column: str) -> str:
+        """The SQL that reads ``column`` (of kind ``kind``, see :func:`column_kinds`)
+        back as the schemas take it; the column itself unless the dialect must help."""
+        return column
 
     def stored_check(self, kind: str, column: str) -> tuple[str, str] | None:
         """For a non-NULL ``column`` of ``kind`` (see :func:`column_kinds`): SQL that is
