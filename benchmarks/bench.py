@@ -661,7 +661,7 @@ POOLED_BARE = "raw+parse (pool, no reset)"
 
 async def _no_reset(connection: Any) -> None:
     """Skip asyncpg's reset query on release: what todo_app does for its own checkouts
-    (``todo_app.pool.mark_clean``), so the checkout alone is compared."""
+    (``todo_app.dialects.postgres.pool.mark_clean``), so the checkout alone is compared."""
 
 
 class BarePooledRaw(PooledRaw):

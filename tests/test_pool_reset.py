@@ -1,6 +1,6 @@
-"""The pool-reset argument of ``todo_app/pool.py``, tested: session state a host leaves
-on a pooled connection never reaches the next checkout, whoever makes it, and only
-the package's own clean checkouts skip asyncpg's reset."""
+"""The pool-reset argument of ``todo_app/dialects/postgres/pool.py``, tested: session
+state a host leaves on a pooled connection never reaches the next checkout, whoever
+makes it, and only the package's own clean checkouts skip asyncpg's reset."""
 
 from __future__ import annotations
 
