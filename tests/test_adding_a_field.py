@@ -39,6 +39,11 @@ COPY_TESTS = (
     "tests/test_cli_render.py",
     "tests/test_probe_due_at.py",
     "tests/test_datetimes.py",  # due_at takes the aware rule, and create == get carries it
+    "tests/test_docs.py",  # the README and docs/ stay true without an edit
+    "tests/test_makemigration.py",
+    "tests/test_stored_rows.py",
+    "tests/test_model_writes.py",
+    "tests/test_contrib_fastapi.py",  # the router (and schemathesis) with the new field
 )
 
 _EDIT = re.compile(
@@ -222,6 +227,34 @@ async def test_the_repository_carries_the_field(todo_db: TodoDatabase) -> None:
     await repo.bulk_create([TaskCreate(title="Renew passport", due_at=DUE)])
     listed = {task.title: task.due_at for task in (await repo.list()).items}
     assert listed == {"Pay rent": None, "Renew passport": DUE}
+
+
+async def test_the_http_api_carries_the_field(db_url) -> None:
+    from tests.test_contrib_fastapi import ALICE, client_for, host_app
+
+    async with client_for(host_app(db_url, "probe")) as client:
+        created = await client.post(
+            "/tasks", json={"title": "Pay rent", "due_at": DUE.isoformat()}, headers=ALICE
+        )
+        assert created.status_code == 201, created.text
+        task = created.json()
+        assert dt.datetime.fromisoformat(task["due_at"]) == DUE
+        got = await client.get(f"/tasks/{task['id']}", headers=ALICE)
+        assert got.json() == task, "create returns what get returns"
+        patched = await client.patch(
+            f"/tasks/{task['id']}",
+            json={"due_at": LATER.isoformat()},
+            headers={**ALICE, "If-Match": got.headers["ETag"]},
+        )
+        assert patched.status_code == 200, patched.text
+        assert dt.datetime.fromisoformat(patched.json()["due_at"]) == LATER
+        naive = await client.post(
+            "/tasks", json={"title": "x", "due_at": "2030-01-31T09:00:00"}, headers=ALICE
+        )
+        assert naive.status_code == 422, naive.text
+        assert naive.json()["field"] == "due_at"
+        schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
+        assert "due_at" in schema["TaskCreate"]["properties"]
 '''
 
 
