@@ -202,6 +202,9 @@ def test_the_cli_carries_the_field(db_url, capsys, tmp_path: Path) -> None:
     assert cli(db_url, capsys, "edit", task_id, "--due-at", LATER.isoformat())[0] == 0
     assert shown(db_url, capsys, task_id) == LATER
     assert cli(db_url, capsys, "edit", task_id, "--clear-due-at")[0] == 0
+    code, _, err = cli(db_url, capsys, "edit", task_id)
+    assert code == 2
+    assert "--due-at, --clear-due-at" in err, "nothing to change names both forms"
     assert shown(db_url, capsys, task_id) is None
     assert cli(db_url, capsys, "edit", task_id, "--due-at", DUE.isoformat())[0] == 0
 

@@ -158,6 +158,27 @@ def test_validation_and_usage_errors(cli: Cli) -> None:
     assert "--yes" in cli("downgrade", code=2)
 
 
+def test_edit_with_nothing_names_every_option_of_the_schema(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A field added to TaskUpdate is named with its --clear- form when it may be null."""
+    import todo_app.schemas
+
+    class TaskUpdate(todo_app.schemas.TaskUpdate):
+        due_at: todo_app.schemas.AwareDatetime | None = None
+        priority: int = 0
+
+    monkeypatch.setattr(todo_app.schemas, "TaskUpdate", TaskUpdate)
+    with pytest.raises(SystemExit) as exited:
+        main(["--db", f"sqlite://{tmp_path / 'x.sqlite3'}", "edit", "abcd"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "todo-app: error: nothing to change: give --title, --description, "
+        "--clear-description, --due-at, --clear-due-at, --priority"
+    )
+
+
 def test_schema_guard_and_downgrade(cli: Cli) -> None:
     assert "migrate" in cli("list", code=7)
     cli("migrate")

@@ -7,6 +7,7 @@ process (a pipe, an encoding, an exit code); none needs PostgreSQL.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import resource
@@ -14,14 +15,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+from pydantic import BaseModel, Field
 
-from todo_app.cli import main
-from todo_app.cli.exits import EXIT_OUTPUT_CLOSED, EXIT_USAGE, EXIT_VALIDATION
-from todo_app.cli.transfer import MAX_LINE_BYTES
+import todo_app.schemas
+from todo_app.cli import main, transfer
+from todo_app.cli.exits import EXIT_OUTPUT_CLOSED, EXIT_USAGE, EXIT_VALIDATION, CliError
+from todo_app.cli.transfer import max_line_bytes
 from todo_app.dsn import DatabaseURL
-from todo_app.rules import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 USER = "pipe-user"
 
@@ -309,29 +312,110 @@ def test_import_of_an_endless_line_fails_in_bounded_memory(url: str) -> None:
             )
         err = failed(result, EXIT_USAGE)
         name = "standard input" if source == "-" else source
-        assert f"cannot read {name}: line 1 is longer than {MAX_LINE_BYTES} bytes" in err
+        assert f"cannot read {name}: line 1 is longer than {max_line_bytes()} bytes" in err
     assert _titles(url) == []
 
 
-def test_the_longest_task_fits_in_an_import_line(url: str, tmp_path: Path) -> None:
+def _longest_task(model: type[BaseModel], number: int) -> dict[str, str]:
+    """A task with every field of ``model`` at its longest, read from its JSON schema:
+    each text at its max_length, in characters outside the BMP."""
+    schema = model.model_json_schema()
+    task = {}
+    for name, field in schema["properties"].items():
+        if ref := field.get("$ref"):
+            field = schema["$defs"][ref.rpartition("/")[2]]
+        options = field.get("anyOf", [field])
+        formats = {option.get("format") for option in options}
+        # pydantic writes an optional text's maxLength beside anyOf or inside it.
+        lengths = [o["maxLength"] for o in (field, *options) if "maxLength" in o]
+        if "enum" in field:
+            task[name] = max(field["enum"], key=len)
+        elif lengths:
+            task[name] = "\U0001f600" * max(lengths)
+        elif "uuid" in formats:
+            task[name] = f"abcd{number:04d}-0000-4000-8000-000000000001"
+        elif "date-time" in formats:
+            task[name] = "9999-12-30T23:59:59.999999+23:59"
+        else:
+            raise AssertionError(f"no longest value known for {name}: {field}")
+    return task
+
+
+def _escaped_line(task: dict[str, str]) -> str:
+    """``task`` as one JSON line at its longest: every character escaped, spaced."""
+    return json.dumps(task, ensure_ascii=True, indent=1).replace("\n", " ") + "\n"
+
+
+def test_the_longest_task_fits_in_an_import_line_and_its_export_imports_back(
+    url: str, tmp_path: Path
+) -> None:
     """The line bound leaves room for every field at its longest, each character
-    written as an escaped surrogate pair."""
-    longest = {
-        "id": "abcd0000-0000-4000-8000-000000000001",
-        "title": "\U0001f600" * TITLE_MAX_LENGTH,
-        "description": "\U0001f600" * DESCRIPTION_MAX_LENGTH,
-        "status": "completed",
-    }
-    line = json.dumps(longest, ensure_ascii=True, indent=1).replace("\n", " ") + "\n"
+    written as an escaped surrogate pair; a line beyond it is refused."""
+    limit = max_line_bytes()
+    tasks = [_longest_task(todo_app.schemas.TaskCreate, number) for number in (1, 2)]
     source = tmp_path / "longest.jsonl"
-    source.write_text(line + line.replace("0001", "0002"))
-    assert len(line.encode()) < MAX_LINE_BYTES
+    source.write_text("".join(_escaped_line(task) for task in tasks))
+    assert all(len(_escaped_line(task).encode()) < limit for task in tasks)
     ok(url, "import", str(source))
-    assert _titles(url) == [longest["title"]] * 2
-    source.write_text('{"title": "fits"}\n' + " " * MAX_LINE_BYTES + '{"title": "too long"}\n')
+    assert _titles(url) == [task["title"] for task in tasks]
+
+    exported = tmp_path / "exported.jsonl"
+    ok(url, "export", str(exported))
+    for task in tasks:
+        ok(url, "rm", task["id"])
+    assert _titles(url) == []
+    ok(url, "import", str(exported))
+    assert [json.loads(line) for line in exported.read_text().splitlines()] == [
+        json.loads(line) for line in ok(url, "export").splitlines()
+    ], "the export imports back as it was"
+
+    source.write_text('{"title": "fits"}\n' + " " * limit + '{"title": "too long"}\n')
     err = failed(run(url, "import", str(source)), EXIT_USAGE)
-    assert f"cannot read {source}: line 2 is longer than {MAX_LINE_BYTES} bytes" in err
+    assert f"cannot read {source}: line 2 is longer than {limit} bytes" in err
     assert len(_titles(url)) == 2, "nothing imported"
+
+
+@pytest.fixture
+def fresh_bound() -> Iterator[None]:
+    """``max_line_bytes`` computed anew from the (patched) schemas, and after."""
+    max_line_bytes.cache_clear()
+    yield
+    max_line_bytes.cache_clear()
+
+
+def test_a_text_field_added_later_widens_the_line_bound(
+    monkeypatch: pytest.MonkeyPatch, fresh_bound: None
+) -> None:
+    """The bound comes from TaskCreate's fields: a task with a new long text (and a
+    datetime) at their longest still imports, and a longer line is still refused."""
+    before = max_line_bytes()
+
+    class TaskCreate(todo_app.schemas.TaskCreate):
+        notes: Annotated[str | None, Field(max_length=5000)] = None
+        due_at: todo_app.schemas.AwareDatetime | None = None
+
+    monkeypatch.setattr(todo_app.schemas, "TaskCreate", TaskCreate)
+    max_line_bytes.cache_clear()
+    limit = max_line_bytes()
+    assert limit >= before + 2 * 12 * 5000
+    task = _longest_task(TaskCreate, 1)
+    line = _escaped_line(task).encode()
+    assert len(line) > before, "the old bound would refuse it"
+    (item,) = transfer._parse(transfer.read_lines(transfer.bounded_lines(io.BytesIO(line), "f")))
+    assert item.model_dump(mode="json")["notes"] == task["notes"]
+    with pytest.raises(CliError, match=f"line 1 is longer than {limit} bytes"):
+        list(transfer.bounded_lines(io.BytesIO(b" " * (limit + 1)), "f"))
+
+
+def test_a_text_field_without_max_length_cannot_be_bounded(
+    monkeypatch: pytest.MonkeyPatch, fresh_bound: None
+) -> None:
+    class TaskCreate(todo_app.schemas.TaskCreate):
+        notes: str | None = None
+
+    monkeypatch.setattr(todo_app.schemas, "TaskCreate", TaskCreate)
+    with pytest.raises(TypeError, match="TaskCreate.notes is a string without max_length"):
+        max_line_bytes()
 
 
 def test_file_errors_in_process_too(

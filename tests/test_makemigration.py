@@ -26,6 +26,7 @@ from tests.helpers import FreshURL
 from todo_app import migration_history
 from todo_app.cli import main
 from todo_app.dialects import read_shape
+from todo_app.dialects.postgres.connect import drop_database
 from todo_app.dialects.sqlite.rebuild import rebuild_scripts, split_statements
 from todo_app.dsn import DatabaseURL
 from todo_app.makemigration import (
@@ -127,7 +128,7 @@ async def test_it_writes_a_frozen_migration_that_the_runner_takes_at_once(
     with pytest.raises(todo_app.errors.MigrationPlanError, match="recorded already"):
         await record_shapes()
     assert [name for name in _files(history_at_0) if name.endswith(".py")] == [
-        "0_20261126030000_init.py",
+        migration_history(SOURCE_DIR)[0].filename,
         made.filename,
     ]
 
@@ -149,10 +150,67 @@ async def test_an_unreachable_server_is_named_with_its_password_masked(
         await make_migration("x", pg_url="postgres://postgres:hunter2@127.0.0.1:1/test")
     assert "127.0.0.1:1" in str(raised.value)
     assert "hunter2" not in str(raised.value)
+    first = migration_history(SOURCE_DIR)[0]
     assert _files(history_at_0) == [
-        "0_20261126030000_init.json",
-        "0_20261126030000_init.py",
+        shape_path(first.path).name,
+        first.filename,
     ], "nothing left written"
+
+
+def _server_with_password() -> DatabaseURL:
+    """The test server's URL with a password in it (the trusting test server ignores
+    it): what must never appear in an error."""
+    raw = get_settings().test_database_url.reveal()
+    return DatabaseURL(f"{raw}{'&' if '?' in raw else '?'}password=hunter2")
+
+
+async def _exists(name: str) -> bool:
+    async with connection_to(get_settings().test_database_url) as db:
+        _, rows = await db.execute_query("SELECT 1 FROM pg_database WHERE datname = $1", [name])
+    return bool(rows)
+
+
+@pytest.mark.postgres
+async def test_a_failed_drop_does_not_hide_the_error_that_came_first(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The throw-away database is made and dropped by the same functions as the
+    test plugin's; a drop that fails after an error is a note on that error and a
+    warning, never the error raised, and names the server with its password masked."""
+
+    async def unreachable(url: DatabaseURL, name: str) -> None:
+        raise todo_app.errors.TaskStoreUnavailable("connection refused")
+
+    server = _server_with_password()
+    made: list[str] = []
+
+    async def use_scratch(error: Exception | None) -> None:
+        async with todo_app.makemigration._scratch("postgres", server) as url:
+            made.append(str(url.database))
+            assert await _exists(made[-1]), "a real database on the server"
+            if error is not None:
+                raise error
+
+    monkeypatch.setattr(todo_app.makemigration, "drop_database", unreachable)
+    with pytest.raises(RuntimeError, match="the original failure") as raised:
+        await use_scratch(RuntimeError("the original failure"))
+    (note,) = raised.value.__notes__
+    assert f"the throw-away database {made[0]} was not dropped" in note
+    assert str(server) in note, "the server, masked"
+    assert "hunter2" not in note
+    assert f"{made[0]} was not dropped" in caplog.text
+    assert "hunter2" not in caplog.text
+
+    # Without an earlier error the failed drop is the error, masked as well.
+    with pytest.raises(ScratchDatabaseUnavailable) as unavailable:
+        await use_scratch(None)
+    assert str(server) in str(unavailable.value)
+    assert "hunter2" not in str(unavailable.value)
+
+    monkeypatch.undo()
+    for leftover in made:
+        await drop_database(server, leftover)
+        assert not await _exists(leftover)
 
 
 def test_every_migration_has_one_shape_file_in_the_form_makemigration_writes() -> None:

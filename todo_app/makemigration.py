@@ -31,10 +31,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import logging
 import re
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from todo_app.compat import models_describe, require
 from todo_app.config import APP_LABEL
 from todo_app.dialects import read_shape
+from todo_app.dialects.postgres.connect import create_database, drop_database
 from todo_app.dsn import DatabaseURL
 from todo_app.errors import MigrationFailed, MigrationPlanError, TaskStoreUnavailable
 from todo_app.migrator import check_drift, connection_to, run_script, upgrade
@@ -76,6 +78,8 @@ _NAME: Final = re.compile(r"[a-z][a-z0-9_]*\Z")
 #: Aerich's limit on a version (file) name.
 _MAX_FILENAME: Final = 255
 _SCRATCH_PREFIX: Final = "todo_app_makemigration"
+
+logger = logging.getLogger("todo_app.migrations")
 
 
 class NothingToMigrate(MigrationPlanError):
@@ -127,23 +131,36 @@ def _source_dir() -> Path:
 
 @contextlib.asynccontextmanager
 async def _scratch(dialect: str, pg_url: DatabaseURL) -> AsyncIterator[DatabaseURL]:
-    """A new empty database of ``dialect``, dropped (or deleted) afterwards."""
+    """A new empty database of ``dialect``, dropped (or deleted) afterwards.
+
+    A drop that fails after an error does not replace that error: it is logged and
+    added to it as a note, and the original propagates."""
     if dialect == "sqlite":
         with tempfile.TemporaryDirectory(prefix=f"{_SCRATCH_PREFIX}_") as folder:
             yield DatabaseURL(f"sqlite://{Path(folder, 'scratch.sqlite3')}")
         return
     name = f"{_SCRATCH_PREFIX}_{uuid.uuid4().hex[:12]}"
-    await _on_server(pg_url, f'CREATE DATABASE "{name}"')
+    await _on_server(create_database, pg_url, name)
     try:
         yield pg_url.with_database(name)
-    finally:
-        await _on_server(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except BaseException as exc:
+        try:
+            await _on_server(drop_database, pg_url, name)
+        except Exception as dropping:
+            logger.warning("the throw-away database %s was not dropped: %s", name, dropping)
+            exc.add_note(f"the throw-away database {name} was not dropped: {dropping}")
+        raise
+    await _on_server(drop_database, pg_url, name)
 
 
-async def _on_server(pg_url: DatabaseURL, statement: str) -> None:
+async def _on_server(
+    action: Callable[[DatabaseURL, str], Awaitable[None]], pg_url: DatabaseURL, name: str
+) -> None:
+    """``action`` (create or drop ``name``) on ``pg_url``'s server; an unreachable
+    server is :class:`ScratchDatabaseUnavailable`, naming the URL with its password
+    masked."""
     try:
-        async with connection_to(pg_url) as db:
-            await db.execute_script(statement)
+        await action(pg_url, name)
     except TaskStoreUnavailable as exc:
         raise ScratchDatabaseUnavailable(
             f"cannot reach the PostgreSQL server at {pg_url} for a throw-away database "

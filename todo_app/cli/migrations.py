@@ -1,5 +1,6 @@
-"""The schema verbs: ``migrate``, ``downgrade``, ``history``, ``check`` and
-``install-migrations``. The migration runner does the work; these say what it did."""
+"""The schema verbs: ``migrate``, ``downgrade``, ``history``, ``check``,
+``install-migrations`` and ``makemigration``. The migration runner (and
+:mod:`todo_app.makemigration`) does the work; these say what it did."""
 
 from __future__ import annotations
 

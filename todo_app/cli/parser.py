@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from pydantic.fields import FieldInfo
 
-__all__ = ["SchemaFields", "build_parser", "schema_values"]
+__all__ = ["EDIT_FIELDS", "SchemaFields", "build_parser", "schema_values"]
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -55,6 +55,26 @@ class SchemaFields:
 
         model: type[BaseModel] = getattr(schemas, self.schema)
         return {name: info for name, info in model.model_fields.items() if name not in self.spelled}
+
+    def clears(self, info: FieldInfo) -> bool:
+        """Whether the field ``info`` also gets ``--clear-<field>``."""
+        return self.clearable and not info.is_required() and _may_be_null(info)
+
+    def flags(self) -> list[str]:
+        """Every option these fields add, as typed: ``--due-at``, ``--clear-due-at``."""
+        flags: list[str] = []
+        for name, info in self.fields().items():
+            flag = name.replace("_", "-")
+            flags.append(f"--{flag}")
+            if self.clears(info):
+                flags.append(f"--clear-{flag}")
+        return flags
+
+
+#: ``edit``'s options from ``TaskUpdate``: every field but those it spells itself.
+EDIT_FIELDS = SchemaFields(
+    "TaskUpdate", frozenset({"title", "description", "status"}), clearable=True
+)
 
 
 #: Namespace attributes of the schema-derived options: ``field_<name>``, ``clear_<name>``.
@@ -88,7 +108,7 @@ class _Parser(argparse.ArgumentParser):
                 metavar="VALUE",
                 help=info.description or f"the task's {name.replace('_', ' ')}",
             )
-            if fields.clearable and not info.is_required() and _may_be_null(info):
+            if fields.clears(info):
                 self.add_argument(
                     f"--clear-{flag}",
                     dest=f"{CLEAR_PREFIX}{name}",
@@ -367,9 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "edit",
                 tasks.cmd_edit,
                 "change a task's title, description or other fields",
-                SchemaFields(
-                    "TaskUpdate", frozenset({"title", "description", "status"}), clearable=True
-                ),
+                EDIT_FIELDS,
             )
         )
     )

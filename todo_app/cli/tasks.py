@@ -89,7 +89,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_edit(args: argparse.Namespace) -> int:
-    from todo_app.cli.parser import SchemaFields, schema_values
+    from todo_app.cli.parser import EDIT_FIELDS, schema_values
     from todo_app.schemas import TaskUpdate
 
     fields: dict[str, Any] = {}
@@ -101,9 +101,7 @@ async def cmd_edit(args: argparse.Namespace) -> int:
         fields["description"] = args.description
     fields.update(schema_values(args))
     if not fields:
-        others = SchemaFields("TaskUpdate", frozenset({"title", "description", "status"}))
-        options = ["--title", "--description", "--clear-description"]
-        options += [f"--{name.replace('_', '-')}" for name in others.fields()]
+        options = ["--title", "--description", "--clear-description", *EDIT_FIELDS.flags()]
         raise CliError(f"nothing to change: give {', '.join(options)}", EXIT_USAGE)
     change = TaskUpdate.model_validate(fields)
     async with database(args):

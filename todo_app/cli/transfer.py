@@ -5,7 +5,8 @@ or ``PYTHONIOENCODING`` say (stdin is read through ``sys.stdin.buffer``); a UTF-
 byte-order mark at the start is skipped (Windows editors write one); bytes that are
 not UTF-8 are reported with their line number. The whole input is read and checked
 before the database is opened: a file that cannot be read, or one bad line, and
-nothing is imported. A line longer than any task needs (``MAX_LINE_BYTES``) is refused
+nothing is imported. A line longer than any task needs (:func:`max_line_bytes`, from
+the schema's limits) is refused
 as it is read, so ``import /dev/zero`` fails at once instead of filling the memory.
 
 An export to a file replaces it whole or not at all (a temporary file beside it,
@@ -20,27 +21,28 @@ from __future__ import annotations
 import argparse
 import codecs
 import contextlib
+import functools
+import json
 import os
 import secrets
 import stat
 import sys
 from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Final, TextIO
+from typing import IO, TYPE_CHECKING, Any, Final, TextIO
 
 from todo_app.cli.db import database, repository
 from todo_app.cli.exits import EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, CliError
 from todo_app.cli.render import Progress, json_line, say, say_json_line
-from todo_app.rules import DESCRIPTION_MAX_LENGTH, STATUS_MAX_LENGTH, TITLE_MAX_LENGTH
 
 if TYPE_CHECKING:
     from todo_app.schemas import TaskCreate
 
 __all__ = [
-    "MAX_LINE_BYTES",
     "bounded_lines",
     "cmd_export",
     "cmd_import",
     "exported_fields",
+    "max_line_bytes",
     "read_lines",
 ]
 
@@ -56,23 +58,84 @@ def exported_fields() -> tuple[str, ...]:
     return tuple(name for name in TaskRead.model_fields if name in TaskCreate.model_fields)
 
 
-#: The characters of a task's longest line: an id (36) and every text at its longest.
-_LONGEST_TASK: Final = 36 + TITLE_MAX_LENGTH + DESCRIPTION_MAX_LENGTH + STATUS_MAX_LENGTH
-#: The longest line ``import`` reads: twice what the longest task needs with every
-#: character JSON-escaped as a surrogate pair (12 bytes), for keys, spacing, and the
-#: whitespace around a title that is trimmed before its length counts.
-MAX_LINE_BYTES: Final = 2 * 12 * _LONGEST_TASK
+#: The longest JSON text of a value without a declared length, by JSON schema type,
+#: and of a string by its format (``datetime.isoformat()`` at its longest).
+_LONGEST_BY_TYPE: Final = {"integer": 20, "number": 24, "boolean": 5, "null": 4}
+_LONGEST_BY_FORMAT: Final = {
+    "uuid": 36,
+    "date-time": len("9999-12-31T23:59:59.999999+23:59"),
+    "date": len("9999-12-31"),
+    "time": len("23:59:59.999999+23:59"),
+}
+#: Bytes of one character in a JSON string at most: escaped as a surrogate pair.
+_ESCAPED_CHARACTER: Final = len("\\ud83d\\ude00")
+
+
+def _longest_value(field: str, schema: dict[str, Any], defs: dict[str, Any]) -> int:
+    """The most bytes the JSON value of ``schema`` (a property of ``TaskCreate``'s
+    JSON schema) takes, every character escaped."""
+    if ref := schema.get("$ref"):
+        schema = {
+            **defs[ref.rpartition("/")[2]],
+            **{k: v for k, v in schema.items() if k != "$ref"},
+        }
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        # pydantic puts an optional string's maxLength beside anyOf, not in it.
+        inherited: dict[str, Any] = {k: schema[k] for k in ("maxLength", "format") if k in schema}
+        return max(_longest_value(field, {**inherited, **option}, defs) for option in options)
+    if "enum" in schema or "const" in schema:
+        values = schema.get("enum", [schema.get("const")])
+        return max(_longest_literal(value) for value in values)
+    kind = schema.get("type")
+    if kind == "string":
+        length = schema.get("maxLength", _LONGEST_BY_FORMAT.get(schema.get("format", "")))
+        if length is None:
+            raise TypeError(
+                f"TaskCreate.{field} is a string without max_length: import could not bound "
+                "its lines (give the field a max_length)"
+            )
+        return 2 + _ESCAPED_CHARACTER * int(length)
+    if kind in _LONGEST_BY_TYPE:
+        return _LONGEST_BY_TYPE[kind]
+    raise TypeError(f"TaskCreate.{field}: no longest JSON encoding known for {schema}")
+
+
+def _longest_literal(value: object) -> int:
+    if isinstance(value, str):
+        return 2 + _ESCAPED_CHARACTER * len(value)
+    return len(json.dumps(value))
+
+
+@functools.cache
+def max_line_bytes() -> int:
+    """The longest line ``import`` reads, in bytes: twice the longest line of a task,
+    every field of ``TaskCreate`` at its longest (strings at their schema's
+    ``max_length``) with every character JSON-escaped as a surrogate pair. Twice, for
+    spacing and the whitespace around a title that is trimmed before its length
+    counts. A field added to ``TaskCreate`` widens it: the package's own exports
+    always import back. Computed on first use (pydantic is slow to import)."""
+    from todo_app.schemas import TaskCreate
+
+    schema = TaskCreate.model_json_schema()
+    defs = schema.get("$defs", {})
+    longest = len("{}\r\n")
+    for name, field in schema["properties"].items():
+        # "name": value, -- the key quoted, its separator, the value, a comma and a space.
+        longest += len(json.dumps(name)) + 2 + _longest_value(name, field, defs) + 2
+    return 2 * longest
 
 
 def bounded_lines(source: IO[bytes], name: str) -> Iterator[bytes]:
-    """Each line of ``source``, refusing one longer than :data:`MAX_LINE_BYTES`: a
+    """Each line of ``source``, refusing one longer than :func:`max_line_bytes`: a
     file without newlines (``/dev/zero``) would otherwise be read whole into memory."""
+    limit = max_line_bytes()
     number = 0
-    while line := source.readline(MAX_LINE_BYTES + 1):
+    while line := source.readline(limit + 1):
         number += 1
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+        if len(line) > limit and not line.endswith(b"\n"):
             raise CliError(
-                f"cannot read {name}: line {number} is longer than {MAX_LINE_BYTES} bytes, "
+                f"cannot read {name}: line {number} is longer than {limit} bytes, "
                 "more than any task needs (nothing imported)",
                 EXIT_USAGE,
             )
