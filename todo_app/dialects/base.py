@@ -422,6 +422,13 @@ class Dialect(abc.ABC):
         are, waiting (until ``deadline``) for the database's write lock."""
 
     @asynccontextmanager
+    async def migration_transaction(self, tx: BaseDBAsyncClient) -> AsyncIterator[None]:
+        """Around a migration step, in its own write transaction (not a savepoint of a
+        caller's), nothing run in it yet: whatever the dialect needs before and after
+        (SQLite: foreign keys off, checked before the commit, restored)."""
+        yield
+
+    @asynccontextmanager
     async def lock_attempts(self, db: BaseDBAsyncClient) -> AsyncIterator[None]:
         """Around one attempt to begin a migration transaction (see SQLite's)."""
         yield
