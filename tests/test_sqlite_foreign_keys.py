@@ -228,3 +228,19 @@ async def test_an_aerich_revert_that_leaves_a_dangling_reference_is_rolled_back(
         await db.execute_query("PRAGMA foreign_keys = ON")  # left off: see docs/migrations.md
         await assert_intact(db)
         assert name in await todo_app.applied_migrations(db)
+
+
+async def test_inside_a_callers_transaction_the_migration_is_refused(
+    fresh_sqlite_url: Callable[[], DatabaseURL],
+) -> None:
+    """Foreign keys cannot be switched inside a transaction: rather than rebuild with
+    them on (and delete the host's rows), nothing is done."""
+    async with connected(fresh_sqlite_url()) as db:
+        assert await migrate(db)
+        await downgrade(db)
+        await seed(db, "CASCADE")
+        with pytest.raises(todo_app.MigrationPlanError, match="outside the caller's transaction"):
+            async with in_transaction(db.connection_name):
+                await migrate()
+        assert await todo_app.pending_migrations(db) == [HEAD]
+        await assert_intact(db)

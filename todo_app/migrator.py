@@ -226,7 +226,7 @@ async def _run_locked(
     database: each migration runs exactly once."""
     dialect = dialect_for(db)
     # Inside a caller's transaction the step is a savepoint: nothing can be switched
-    # around it (SQLite's foreign keys among them).
+    # around it (SQLite's foreign keys among them), which the dialect is told.
     nested = isinstance(get_connections().get(db.connection_name), TransactionalDBClient)
     started = time.monotonic()
     deadline = started + lock_timeout
@@ -235,9 +235,7 @@ async def _run_locked(
         try:
             async with dialect.lock_attempts(db), write_transaction(db.connection_name) as tx:
                 await lock_in_transaction(tx, deadline=deadline, lock_timeout=lock_timeout)
-                if nested:
-                    return await translated(step(tx), dialect)
-                async with dialect.migration_transaction(tx):
+                async with dialect.migration_transaction(tx, nested=nested):
                     return await translated(step(tx), dialect)
         except Exception as exc:
             if not dialect.is_busy(exc):

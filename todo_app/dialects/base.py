@@ -422,10 +422,13 @@ class Dialect(abc.ABC):
         are, waiting (until ``deadline``) for the database's write lock."""
 
     @asynccontextmanager
-    async def migration_transaction(self, tx: BaseDBAsyncClient) -> AsyncIterator[None]:
-        """Around a migration step, in its own write transaction (not a savepoint of a
-        caller's), nothing run in it yet: whatever the dialect needs before and after
-        (SQLite: foreign keys off, checked before the commit, restored)."""
+    async def migration_transaction(
+        self, tx: BaseDBAsyncClient, *, nested: bool = False
+    ) -> AsyncIterator[None]:
+        """Around a migration step, in its write transaction, nothing run in it yet
+        (``nested``: a savepoint in a caller's transaction): whatever the dialect needs
+        before and after (SQLite: foreign keys off, checked before the commit,
+        restored)."""
         yield
 
     @asynccontextmanager

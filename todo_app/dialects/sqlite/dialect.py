@@ -419,7 +419,9 @@ class SQLiteDialect(Dialect):
             await tx.execute_query(statement)
 
     @contextlib.asynccontextmanager
-    async def migration_transaction(self, tx: BaseDBAsyncClient) -> AsyncIterator[None]:
+    async def migration_transaction(
+        self, tx: BaseDBAsyncClient, *, nested: bool = False
+    ) -> AsyncIterator[None]:
         # With foreign keys on, a rebuild's DROP TABLE deletes the task rows first, and
         # the host's rows referring to them go too (ON DELETE CASCADE) or the drop is
         # refused (RESTRICT). The pragma is a no-op inside a transaction: the one just
@@ -428,6 +430,13 @@ class SQLiteDialect(Dialect):
         if not await _references_to_check(tx):
             yield
             return
+        if nested:
+            raise MigrationPlanError(
+                f'other tables refer to "{TABLE}" and foreign keys are on: todo_app\'s '
+                "SQLite migrations rebuild that table, which needs them off, and SQLite "
+                "cannot switch them inside a transaction: migrate outside the caller's "
+                "transaction (nothing was changed)"
+            )
         await tx.execute_query("COMMIT")
         try:
             await tx.execute_query("PRAGMA foreign_keys = OFF")
