@@ -277,10 +277,13 @@ async def test_a_sqlite_rebuild_changes_the_column_and_keeps_rows_checks_and_ind
     fresh_sqlite_url: Callable[[], DatabaseURL],
 ) -> None:
     """What SQLite cannot ALTER (here: description made NOT NULL) is a rebuild whose
-    downgrade gives back the very table text it started from."""
+    downgrade gives back the table it started from (the same shape: its text is laid
+    out anew, which differs in whitespace once a column was added by ALTER TABLE)."""
     url = fresh_sqlite_url()
     assert await upgrade(url)
     async with connection_to(url) as db:
+        # A column added in place, as a later migration may: SQLite keeps its text as typed.
+        await db.execute_script('ALTER TABLE "todo_app_task" ADD "note" VARCHAR(10)')
         before = await read_shape(db)
         await db.execute_script(
             'INSERT INTO "todo_app_task" ("id", "user_id", "title", "description", "status", '
@@ -311,10 +314,6 @@ async def test_a_sqlite_rebuild_changes_the_column_and_keeps_rows_checks_and_ind
         assert [(row["version"], row["description"]) for row in kept] == [(3, "d")]
 
         await run_script(db, rebuild.downgrade)
-        _, rows = await db.execute_query(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'todo_app_task'"
-        )
-        assert rows[0]["sql"] == old
         assert await read_shape(db) == before
 
 

@@ -76,6 +76,18 @@ def aerich_migration(filename: str) -> tuple[Step, Step, str]:
 
     async def upgrade(db: BaseDBAsyncClient) -> str:
         await lock_aerich_transaction(db)
+        # Committed here rather than by Aerich's executescript (which commits first).
+        async with dialect_for(db).migration_transaction(db):
+            await _apply(db)
+        # Aerich checked for this file's row before the lock; another runner may have
+        # recorded it (and later ones) since. Aerich inserts its row after the handed
+        # back script: clearing this file's rows and the later ones first leaves one
+        # row each, in order (Aerich records the later ones as it goes on).
+        return await dialect_for(db).handoff_to_aerich(
+            db, _DONE, forget=names[index:], revert=False
+        )
+
+    async def _apply(db: BaseDBAsyncClient) -> None:
         state = await inspect_schema(db)
         if state.unknown:
             raise SchemaAhead(
@@ -96,13 +108,6 @@ def aerich_migration(filename: str) -> tuple[Step, Step, str]:
                 "made: " + "; ".join(found),
                 found,
             )
-        # Aerich checked for this file's row before the lock; another runner may have
-        # recorded it (and later ones) since. Aerich inserts its row after the handed
-        # back script: clearing this file's rows and the later ones first leaves one
-        # row each, in order (Aerich records the later ones as it goes on).
-        return await dialect_for(db).handoff_to_aerich(
-            db, _DONE, forget=names[index:], revert=False
-        )
 
     async def downgrade(db: BaseDBAsyncClient) -> str:
         await lock_aerich_transaction(db)

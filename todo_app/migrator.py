@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from tortoise import Tortoise
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.connection import get_connections
 from tortoise.context import TortoiseContext
 
 from todo_app.compat import kept_connection_binding, models_describe
@@ -224,6 +225,9 @@ async def _run_locked(
     Concurrent runners (other processes included) queue here, then re-read the
     database: each migration runs exactly once."""
     dialect = dialect_for(db)
+    # Inside a caller's transaction the step is a savepoint: nothing can be switched
+    # around it (SQLite's foreign keys among them), which the dialect is told.
+    nested = isinstance(get_connections().get(db.connection_name), TransactionalDBClient)
     started = time.monotonic()
     deadline = started + lock_timeout
     next_report = started + _REPORT_EVERY / 2
@@ -231,7 +235,8 @@ async def _run_locked(
         try:
             async with dialect.lock_attempts(db), write_transaction(db.connection_name) as tx:
                 await lock_in_transaction(tx, deadline=deadline, lock_timeout=lock_timeout)
-                return await translated(step(tx), dialect)
+                async with dialect.migration_transaction(tx, nested=nested):
+                    return await translated(step(tx), dialect)
         except Exception as exc:
             if not dialect.is_busy(exc):
                 raise

@@ -437,6 +437,16 @@ class Dialect(abc.ABC):
         are, waiting (until ``deadline``) for the database's write lock."""
 
     @asynccontextmanager
+    async def migration_transaction(
+        self, tx: BaseDBAsyncClient, *, nested: bool = False
+    ) -> AsyncIterator[None]:
+        """Around a migration step, in its write transaction, nothing run in it yet
+        (``nested``: a savepoint in a caller's transaction): whatever the dialect needs
+        before and after (SQLite: foreign keys off, checked before the commit,
+        restored)."""
+        yield
+
+    @asynccontextmanager
     async def lock_attempts(self, db: BaseDBAsyncClient) -> AsyncIterator[None]:
         """Around one attempt to begin a migration transaction (see SQLite's)."""
         yield

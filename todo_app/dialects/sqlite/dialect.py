@@ -40,6 +40,7 @@ from tortoise.backends.sqlite.client import SqliteClient
 from todo_app.config import APP_LABEL
 from todo_app.dialects.base import Dialect, Progress, Rows, field_of_constraint, refused
 from todo_app.errors import (
+    MigrationFailed,
     MigrationLockTimeout,
     MigrationPlanError,
     TaskConflict,
@@ -183,6 +184,54 @@ _UNCHANGED_TABLE: Final = (
     'CONSTRAINT "todo_app: the database changed while aerich was reverting a todo_app '
     'migration; nothing was reverted, run it again" CHECK ("unchanged"))'
 )
+
+
+#: Whether any table has a foreign key to the task table (the rebuilds' DROP TABLE
+#: would delete its rows, or be refused, with foreign keys on).
+_REFERENCED: Final = (
+    "SELECT count(*) AS n FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS f "
+    f"WHERE m.type = 'table' AND f.\"table\" = '{TABLE}'"
+)
+#: Fails the script Aerich runs (rolled back) when a row refers to a missing parent.
+_KEYS_INTACT: Final = (
+    'CREATE TEMP TABLE IF NOT EXISTS "todo_app_keys_intact" ("intact" INTEGER '
+    'CONSTRAINT "todo_app: reverting this migration would leave rows referring to tasks '
+    'that are gone (see PRAGMA foreign_key_check); nothing was reverted" CHECK ("intact"));\n'
+    'INSERT INTO temp."todo_app_keys_intact" ("intact") '
+    "SELECT NOT EXISTS (SELECT 1 FROM pragma_foreign_key_check);\n"
+    'DELETE FROM temp."todo_app_keys_intact"'
+)
+
+
+async def _references_to_check(tx: BaseDBAsyncClient) -> bool:
+    """Foreign keys are on and some table refers to the task table: a rebuild needs
+    them off (SQLite's documented way), and checked before its commit."""
+    _, rows = await tx.execute_query("PRAGMA foreign_keys")
+    if not int(next(iter(dict(rows[0]).values()))):
+        return False
+    _, referencing = await tx.execute_query(_REFERENCED)
+    return bool(dict(referencing[0])["n"])
+
+
+async def _broken_references(tx: BaseDBAsyncClient) -> list[str]:
+    """What ``PRAGMA foreign_key_check`` finds, counted per table and parent."""
+    _, rows = await tx.execute_query("PRAGMA foreign_key_check")
+    counts: dict[tuple[str, str], int] = {}
+    for row in map(dict, rows):
+        key = (str(row["table"]), str(row["parent"]))
+        counts[key] = counts.get(key, 0) + 1
+    return [
+        f'{n} row(s) of "{table}" refer to missing rows of "{parent}"'
+        for (table, parent), n in sorted(counts.items())
+    ]
+
+
+async def _end_transaction(tx: BaseDBAsyncClient, statement: str) -> None:
+    """``statement`` (COMMIT or ROLLBACK) if a transaction is open."""
+    async with tx.acquire_connection() as connection:
+        open_ = bool(connection.in_transaction)
+    if open_:
+        await tx.execute_query(statement)
 
 
 def _literal(value: str | None) -> str:
@@ -379,6 +428,42 @@ class SQLiteDialect(Dialect):
         for statement in _statements(script):
             await tx.execute_query(statement)
 
+    @contextlib.asynccontextmanager
+    async def migration_transaction(
+        self, tx: BaseDBAsyncClient, *, nested: bool = False
+    ) -> AsyncIterator[None]:
+        # With foreign keys on, a rebuild's DROP TABLE deletes the task rows first, and
+        # the host's rows referring to them go too (ON DELETE CASCADE) or the drop is
+        # refused (RESTRICT). The pragma is a no-op inside a transaction: the one just
+        # begun (nothing ran in it) is swapped for one begun with them off, checked
+        # before its commit, and the setting restored under the connection's lock.
+        if not await _references_to_check(tx):
+            yield
+            return
+        if nested:
+            raise MigrationPlanError(
+                f'other tables refer to "{TABLE}" and foreign keys are on: todo_app\'s '
+                "SQLite migrations rebuild that table, which needs them off, and SQLite "
+                "cannot switch them inside a transaction: migrate outside the caller's "
+                "transaction (nothing was changed)"
+            )
+        await tx.execute_query("COMMIT")
+        try:
+            await tx.execute_query("PRAGMA foreign_keys = OFF")
+            await tx.execute_query("BEGIN IMMEDIATE")
+            yield
+            broken = await _broken_references(tx)
+            if broken:
+                raise MigrationFailed(
+                    "the migration would leave rows referring to missing ones, so it was "
+                    "rolled back: " + "; ".join(broken)
+                )
+            await tx.execute_query("COMMIT")
+        finally:
+            await _end_transaction(tx, "ROLLBACK")
+            await tx.execute_query("PRAGMA foreign_keys = ON")
+            await tx.execute_query("BEGIN")  # the caller's transaction ends empty
+
     async def handoff_to_aerich(
         self, tx: BaseDBAsyncClient, script: str, *, forget: Sequence[str], revert: bool
     ) -> str:
@@ -389,7 +474,12 @@ class SQLiteDialect(Dialect):
         # (a CHECK on a temporary row fails the run, rolled back, if anything did).
         _, timeout = await tx.execute_query("PRAGMA busy_timeout")
         previous = int(next(iter(dict(timeout[0]).values())))
+        # A revert's rebuild runs in that script: foreign keys go off before its
+        # BEGIN, are checked before its COMMIT and come back on after it (Aerich's own
+        # row delete then runs on its own: the row is gone already, deleted below).
+        keys = revert and await _references_to_check(tx)
         parts = [
+            *(["PRAGMA foreign_keys = OFF"] if keys else []),
             f"PRAGMA busy_timeout = {_AERICH_LOCK_WAIT_MS}",
             "BEGIN IMMEDIATE",
             f"PRAGMA busy_timeout = {previous}",
@@ -411,7 +501,10 @@ class SQLiteDialect(Dialect):
                 f'DELETE FROM "aerich" WHERE "app" = {_literal(APP_LABEL)} '
                 f'AND "version" IN ({names})'
             )
-        return ";\n".join(parts) + ";\n" + script
+        handed = ";\n".join(parts) + ";\n" + script
+        if keys:
+            handed += f"\n;\n{_KEYS_INTACT};\nCOMMIT;\nPRAGMA foreign_keys = ON;\n"
+        return handed
 
     async def take_over_transaction(
         self, tx: BaseDBAsyncClient, *, deadline: float, lock_timeout: float

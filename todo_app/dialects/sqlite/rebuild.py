@@ -131,7 +131,9 @@ def rebuild_scripts(
     new_indexes: list[str],
 ) -> Rebuild:
     """The upgrade from ``old_ddl`` (SQLite's text of the table now) to the columns of
-    ``new_ddl`` (the generator's), and the downgrade back to ``old_ddl`` verbatim."""
+    ``new_ddl`` (the generator's), and the downgrade back to ``old_ddl``: its columns,
+    constraints and comment item by item, laid out anew (SQLite keeps the text of an
+    ``ALTER TABLE ... ADD`` as typed, so the text itself may differ in whitespace)."""
     old_items, old_trailer = _parts(old_ddl)
     new_items, _ = _parts(new_ddl)
     old_columns = {col[0]: (col, item) for item in old_items if (col := _column(item))}
