@@ -322,6 +322,8 @@ def _longest_task(model: type[BaseModel], number: int) -> dict[str, str]:
     schema = model.model_json_schema()
     task = {}
     for name, field in schema["properties"].items():
+        if len(field.get("allOf", [])) == 1:  # pydantic 2.7-2.8: a described reference
+            field = field["allOf"][0]
         if ref := field.get("$ref"):
             field = schema["$defs"][ref.rpartition("/")[2]]
         options = field.get("anyOf", [field])

@@ -74,6 +74,9 @@ _ESCAPED_CHARACTER: Final = len("\\ud83d\\ude00")
 def _longest_value(field: str, schema: dict[str, Any], defs: dict[str, Any]) -> int:
     """The most bytes the JSON value of ``schema`` (a property of ``TaskCreate``'s
     JSON schema) takes, every character escaped."""
+    if len(only := schema.get("allOf", [])) == 1:
+        # Older pydantic (2.7-2.8) wraps a described reference as allOf: [{"$ref": ...}].
+        schema = {**only[0], **{k: v for k, v in schema.items() if k != "allOf"}}
     if ref := schema.get("$ref"):
         schema = {
             **defs[ref.rpartition("/")[2]],
