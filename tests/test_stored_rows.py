@@ -461,3 +461,25 @@ async def test_a_write_commits_only_a_row_that_reads_back(
         await repo.list()
     except todo_app.TaskDataError as exc:
         assert exc.column == column
+
+
+@pytest.mark.parametrize("length", [19, 26])
+async def test_a_blob_of_a_timestamps_length_is_named_not_decoded(
+    todo_sqlite: TodoDatabase, length: int
+) -> None:
+    """The UTC reading of offsetless SQLite text leaves a blob alone: reads and writes
+    name the column (``TaskDataError``), never the driver's decoding error."""
+    repo = TaskRepository("owner")
+    task_id = await raw_insert(todo_sqlite, user_id="owner")
+    await todo_sqlite.connection.execute_query(
+        'UPDATE "todo_app_task" SET "created_at" = ? WHERE "id" = ?',
+        [b"\xff" * length, str(task_id)],
+    )
+    before = await snapshot(todo_sqlite)
+    with pytest.raises(todo_app.TaskDataError) as written:
+        await repo.complete(task_id)
+    assert written.value.column == "created_at"
+    assert await snapshot(todo_sqlite) == before
+    with pytest.raises(todo_app.TaskDataError) as read:
+        await repo.get(task_id)
+    assert read.value.column == "created_at"

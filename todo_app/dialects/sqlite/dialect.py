@@ -266,7 +266,9 @@ class SQLiteDialect(Dialect):
         # that a later step could take for local time. In SQL, so that reading a row
         # costs no Python call per value.
         if kind == "timestamp":
-            offsetless = f"length({column}) IN (19, 26)"  # the two forms of _TIMESTAMP_GLOBS
+            # The two forms of _TIMESTAMP_GLOBS; text only (a blob stays a blob, for the
+            # stored-form checks to name, not text the driver cannot decode).
+            offsetless = f"typeof({column}) = 'text' AND length({column}) IN (19, 26)"
             return f"CASE WHEN {offsetless} THEN {column} || '+00:00' ELSE {column} END"
         return column
 
